@@ -1,0 +1,213 @@
+"""The mitmproxy layer: options, hooks and commands mapped onto the pure pool core.
+
+Read top to bottom, a pooled request goes: `request` (pick an account, swap the credential, send it to that
+account's endpoint) -> `responseheaders` (stream SSE) -> `response` (a 429 becomes a cooldown, a 401 a token
+refresh; count the request out; redact the credential kept in the flow) or `error` (count it out, redact).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from urllib.parse import urlparse
+
+import httpx
+from mitmproxy import command, ctx, exceptions, http
+
+from .accounts import AccountsFileError, legacy_account, load_accounts_file
+from .cooldown import retry_after_seconds
+from .pool import Lease, NoAccountAvailable
+from .routing import Route, route_for, sends_github_token
+from .service import PoolService, UnknownAccount
+from .strategies import DEFAULT_STRATEGY, STRATEGIES
+from .tokens import DEFAULT_GITHUB_API, http_exchange
+
+log = logging.getLogger("copilot_pool")
+
+DEFAULT_TOKEN_FILE = "~/.local/share/copilot-api/github_token"
+DEFAULT_COOLDOWN = 60
+COOLING_MARKER = ":hourglass:"
+
+
+class CopilotPool:
+    def __init__(self) -> None:
+        # The addon's own client ignores HTTPS_PROXY: it often points at this very proxy.
+        self.client = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(20.0))
+        self.service = PoolService(http_exchange(self.client, lambda: ctx.options.pool_github_api))
+        self.passthrough = True  # no account source configured: leave all traffic alone
+        self.leases: dict[str, Lease] = {}  # flow id -> the account it holds, until response or error
+        self.background: set[asyncio.Task] = set()
+
+    # -- options ------------------------------------------------------------------------------------
+
+    def load(self, loader) -> None:
+        loader.add_option("pool_accounts", str, "", "Path of the accounts file (JSON). Unset: a single account from GH_TOKEN, GITHUB_TOKEN or pool_github_token_file.")
+        loader.add_option("pool_strategy", str, DEFAULT_STRATEGY, "How to pick an account per request.", choices=list(STRATEGIES))
+        loader.add_option("pool_github_api", str, DEFAULT_GITHUB_API, "Base URL of the GitHub API used for the Copilot token exchange (GitHub Enterprise data residency: https://api.<tenant>.ghe.com).")
+        loader.add_option("pool_github_token_file", str, DEFAULT_TOKEN_FILE, "Legacy single-token file, used when pool_accounts is unset.")
+        loader.add_option("pool_cooldown", int, DEFAULT_COOLDOWN, "Seconds to cool an account after a 429 that carries no Retry-After.")
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        if "pool_strategy" in updated:
+            try:
+                self.service.pool.set_strategy(opts.pool_strategy)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"pool_strategy: {e}") from None
+        if "pool_cooldown" in updated and opts.pool_cooldown < 1:
+            raise exceptions.OptionsError(f"pool_cooldown: must be at least 1 second, got {opts.pool_cooldown}")
+        if "pool_github_api" in updated:
+            parsed = urlparse(opts.pool_github_api)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise exceptions.OptionsError(f"pool_github_api: not an http(s) URL: {opts.pool_github_api!r}")
+        if updated & {"pool_accounts", "pool_github_token_file"}:
+            self._load_accounts(raise_errors=self.service.running)
+
+    def _load_accounts(self, *, raise_errors: bool) -> bool:
+        path = ctx.options.pool_accounts
+        if path:
+            try:
+                configs = load_accounts_file(path)
+            except AccountsFileError as e:
+                if raise_errors:
+                    raise exceptions.OptionsError(str(e)) from None
+                log.error(f"pool: {e}")  # at start-up an error log makes mitmdump exit with status 1
+                return False
+        else:
+            legacy = legacy_account(ctx.options.pool_github_token_file)
+            configs = [legacy] if legacy else []
+            if not legacy:
+                log.warning(
+                    "pool: no accounts configured, passing all traffic through untouched. "
+                    "Set pool_accounts=<accounts.json>, GH_TOKEN, or pool_github_token_file."
+                )
+        self.passthrough = not path and not configs
+        changes = self.service.apply(configs)
+        if changes.added and not self.service.running:
+            log.info(f"pool: {len(configs)} account(s) loaded, strategy {self.service.pool.strategy.name}")
+        return True
+
+    def running(self) -> None:
+        self.service.start()
+
+    def done(self) -> None:
+        self.service.stop()
+        for task in self.background:
+            task.cancel()
+        for lease in self.leases.values():
+            lease.release()
+        self.leases.clear()
+
+    # -- flows --------------------------------------------------------------------------------------
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or self.passthrough:
+            return  # another addon (proxyauth) already answered, or there is no pool
+        req = flow.request
+        route = route_for(req.scheme, req.host, req.host_header, req.method, req.path)
+        if route is None:
+            return
+        try:
+            lease = self.service.pool.acquire()
+        except NoAccountAvailable as e:
+            flow.response = _error_response(e)
+            flow.comment = f"pool: no account ({e.code})"
+            flow.marked = COOLING_MARKER if e.status == 429 else ":no_entry:"
+            return
+        account, token = lease.account, lease.account.token
+        assert token is not None  # acquire only hands out accounts holding a valid token
+        base = token.api_endpoint if route is Route.API else token.proxy_endpoint
+        credential = account.config.github_token if sends_github_token(req.headers.get("authorization")) else token.value
+        req.url = base.rstrip("/") + req.path
+        req.headers["authorization"] = f"Bearer {credential}"
+        self.leases[flow.id] = lease
+        flow.metadata["copilot_pool.account"] = account.name
+        flow.comment = f"pool: {account.name} ({lease.reason})"
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        if (
+            flow.id in self.leases
+            and response is not None
+            and response.status_code == 200
+            and response.headers.get("content-type", "").startswith("text/event-stream")
+        ):
+            response.stream = True  # relay SSE events as they come, never buffer them
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        lease = self.leases.pop(flow.id, None)
+        if lease is None:
+            return
+        account, response = lease.account, flow.response
+        assert response is not None
+        if response.status_code == 429:
+            hint = retry_after_seconds(response.headers, self.service.clock.wall())
+            seconds = hint if hint is not None else ctx.options.pool_cooldown
+            self.service.pool.mark_cooldown(account, seconds)
+            account.rate_limited += 1
+            remaining = self.service.pool.cooldown_remaining(account)
+            flow.marked = COOLING_MARKER
+            flow.comment += f" -> 429, {account.name} cooling {remaining:.0f}s"
+            log.info(f"pool: account {account.name} cooling for {remaining:.0f}s after a 429")
+        elif response.status_code == 401:
+            flow.marked = ":warning:"
+            flow.comment += f" -> 401, refreshing {account.name}'s token"
+            self._spawn(self.service.refresh(account.name, invalidate=True, reason="after a 401 from Copilot"))
+        elif 200 <= response.status_code < 300:
+            account.served += 1
+        lease.release()
+        _redact(flow, account.name)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        lease = self.leases.pop(flow.id, None)
+        if lease is not None:
+            lease.release()
+            _redact(flow, lease.account.name)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    # -- commands -----------------------------------------------------------------------------------
+
+    @command.command("pool.status")
+    def status(self) -> Sequence[str]:
+        """One line per account: state, in flight, last used, cooldown, token expiry, served, 429s."""
+        if self.passthrough:
+            return ["pool: no accounts configured; all traffic passes through"]
+        return self.service.status_lines()
+
+    @command.command("pool.reload")
+    def reload(self) -> str:
+        """Re-read the accounts file now."""
+        try:
+            self._load_accounts(raise_errors=True)
+        except exceptions.OptionsError as e:
+            return f"reload failed, pool unchanged: {e}"
+        return f"pool: {len(self.service.pool.accounts)} account(s)"
+
+    @command.command("pool.refresh")
+    def refresh(self, name: str) -> str:
+        """Re-exchange one account's Copilot token now."""
+        try:
+            self.service.account(name)
+        except UnknownAccount as e:
+            return f"error: {e}"
+        self._spawn(self.service.refresh(name, reason="pool.refresh"))
+        return f"pool: refreshing {name}'s token"
+
+
+def _error_response(e: NoAccountAvailable) -> http.Response:
+    headers = {"content-type": "application/json"}
+    if e.retry_after is not None:
+        headers["retry-after"] = str(e.retry_after)
+    body = json.dumps({"error": {"message": e.message, "code": e.code}})
+    return http.Response.make(e.status, body, headers)
+
+
+def _redact(flow: http.HTTPFlow, name: str) -> None:
+    """Keep no pool credential in the flow that mitmdump prints, mitmweb shows and `-w` saves."""
+    flow.request.headers["authorization"] = f"Bearer <pool:{name}>"

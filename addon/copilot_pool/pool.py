@@ -1,0 +1,200 @@
+"""The pool: accounts' runtime state, picking an account per request, cooldowns and failures.
+
+No I/O and no mitmproxy here; time comes from an injected clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .accounts import AccountConfig
+from .clock import Clock, SystemClock
+from .strategies import DEFAULT_STRATEGY, Strategy, make_strategy
+
+
+class State(StrEnum):
+    STARTING = "starting"  # no usable token yet, or a token exchange is under way
+    ACTIVE = "active"
+    COOLING = "cooling"  # derived: active, but inside a cooldown
+    FAILED = "failed"  # the token exchange was refused: needs a new credential
+    DISABLED = "disabled"  # `enabled: false` in the accounts file
+
+
+@dataclass(frozen=True)
+class CopilotToken:
+    """What one token exchange yields; `expires_at` is on the pool clock (monotonic), not the server's."""
+
+    value: str = field(repr=False)
+    expires_at: float
+    refresh_at: float
+    api_endpoint: str
+    proxy_endpoint: str
+    sku: str
+
+
+@dataclass(eq=False)
+class Account:
+    config: AccountConfig
+    base_state: State = State.STARTING
+    token: CopilotToken | None = None
+    token_generation: int = 0  # bumped on every new token; lets waiting refreshes see they were served
+    in_flight: int = 0
+    last_used: float = -math.inf
+    cooldown_until: float = 0.0
+    failures: int = 0
+    last_failure: str | None = None
+    served: int = 0
+    rate_limited: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def state(self, now: float) -> State:
+        if self.base_state is State.ACTIVE and self.cooldown_until > now:
+            return State.COOLING
+        return self.base_state
+
+    def has_valid_token(self, now: float) -> bool:
+        return self.token is not None and self.token.expires_at > now
+
+    def pickable(self, now: float) -> bool:
+        return self.base_state is State.ACTIVE and self.cooldown_until <= now and self.has_valid_token(now)
+
+
+class Lease:
+    """One request's claim on an account; `release` counts it out exactly once, however often it is called."""
+
+    __slots__ = ("account", "reason", "_released")
+
+    def __init__(self, account: Account, reason: str) -> None:
+        self.account = account
+        self.reason = reason
+        self._released = False
+        account.in_flight += 1
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.account.in_flight -= 1
+
+
+class NoAccountAvailable(Exception):
+    """No account can take the request: `status` is 429 (all cooling, retry later) or 503 (none usable)."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass
+class PoolChanges:
+    added: list[Account] = field(default_factory=list)
+    removed: list[Account] = field(default_factory=list)
+    credential_changed: list[Account] = field(default_factory=list)
+    enabled: list[Account] = field(default_factory=list)
+    disabled: list[Account] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any((self.added, self.removed, self.credential_changed, self.enabled, self.disabled))
+
+
+class Pool:
+    def __init__(self, strategy: str = DEFAULT_STRATEGY, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
+        self.strategy: Strategy = make_strategy(strategy)
+        self.accounts: dict[str, Account] = {}
+
+    def set_strategy(self, name: str) -> None:
+        if name != self.strategy.name:
+            self.strategy = make_strategy(name)
+
+    # -- picking ------------------------------------------------------------------------------------
+
+    def acquire(self) -> Lease:
+        """Pick an account for one request and count it in flight, or raise NoAccountAvailable."""
+        now = self.clock.now()
+        candidates = [a for a in self.accounts.values() if a.pickable(now)]
+        if not candidates:
+            raise self._why_none(now)
+        account = self.strategy.pick(candidates)
+        account.last_used = now
+        return Lease(account, f"{self.strategy.name} among {len(candidates)} ready, {account.in_flight} in flight")
+
+    def _why_none(self, now: float) -> NoAccountAvailable:
+        cooling = [a for a in self.accounts.values() if a.base_state is State.ACTIVE and a.has_valid_token(now)]
+        if cooling:
+            wait = min(a.cooldown_until for a in cooling) - now
+            retry_after = max(1, math.ceil(wait))
+            return NoAccountAvailable(
+                429,
+                "pool_all_cooling",
+                f"Every Copilot account in the pool is rate limited; the first one recovers in {retry_after}s. "
+                "Retry after that, or add accounts to the pool.",
+                retry_after,
+            )
+        if not self.accounts:
+            message = "The Copilot pool has no accounts. Add accounts to the accounts file (pool_accounts)."
+        elif any(a.base_state is State.STARTING for a in self.accounts.values()):
+            message = "No Copilot account in the pool holds a token yet; retry in a few seconds. `pool.status` shows why."
+        else:
+            message = "No Copilot account in the pool is usable (failed or disabled). `pool.status` shows why; fix the accounts file."
+        return NoAccountAvailable(503, "pool_unavailable", message)
+
+    # -- feedback -----------------------------------------------------------------------------------
+
+    def mark_cooldown(self, account: Account, seconds: float) -> float:
+        """Cool the account for `seconds`; a cooldown is only ever extended, never shortened. Returns its end."""
+        account.cooldown_until = max(account.cooldown_until, self.clock.now() + seconds)
+        return account.cooldown_until
+
+    def mark_failure(self, account: Account, reason: str) -> None:
+        """The account cannot work until its credential changes."""
+        account.base_state = State.FAILED
+        account.failures += 1
+        account.last_failure = reason
+
+    def cooldown_remaining(self, account: Account) -> float:
+        return max(0.0, account.cooldown_until - self.clock.now())
+
+    # -- accounts file changes ----------------------------------------------------------------------
+
+    def apply(self, configs: Iterable[AccountConfig]) -> PoolChanges:
+        """Make the account set match `configs`, in place and keyed by name.
+
+        Accounts that did not change keep their tokens, cooldowns and counters; removed accounts leave the
+        pool at once, and requests already holding them finish normally (their Lease keeps the object).
+        """
+        changes = PoolChanges()
+        wanted = {c.name: c for c in configs}
+        for name in [n for n in self.accounts if n not in wanted]:
+            changes.removed.append(self.accounts.pop(name))
+        updated: dict[str, Account] = {}
+        for name, config in wanted.items():
+            account = self.accounts.get(name)
+            if account is None:
+                account = Account(config, State.STARTING if config.enabled else State.DISABLED)
+                changes.added.append(account)
+            elif account.config != config:
+                old, account.config = account.config, config
+                if not config.enabled:
+                    account.base_state = State.DISABLED
+                    changes.disabled.append(account)
+                elif not old.enabled or _credential(old) != _credential(config):
+                    # A new credential (or a re-enabled account) needs a new exchange before it serves again.
+                    account.base_state = State.STARTING
+                    account.token = None
+                    (changes.enabled if not old.enabled else changes.credential_changed).append(account)
+            updated[name] = account
+        self.accounts = updated  # keeps the file's order, which round-robin follows
+        return changes
+
+
+def _credential(config: AccountConfig) -> tuple[str, str]:
+    return (config.github_token, config.account_type)

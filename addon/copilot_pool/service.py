@@ -1,0 +1,99 @@
+"""The pool and its token keeper together: apply an account set, start and stop refresh loops, report status."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+
+from .accounts import AccountConfig
+from .clock import Clock, SystemClock
+from .pool import Account, Pool, PoolChanges, State
+from .tokens import Exchange, TokenKeeper
+
+log = logging.getLogger("copilot_pool")
+
+
+class UnknownAccount(KeyError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"no account named {self.name!r} in the pool"
+
+
+class PoolService:
+    def __init__(self, exchange: Exchange, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
+        self.pool = Pool(clock=self.clock)
+        self.keeper = TokenKeeper(self.pool, exchange, self.clock)
+        self.running = False
+
+    def start(self) -> None:
+        """Start every enabled account's refresh loop (all exchanges run in parallel). Needs a running loop."""
+        self.running = True
+        for account in self.pool.accounts.values():
+            if account.base_state is not State.DISABLED:
+                self.keeper.start(account)
+
+    def stop(self) -> None:
+        self.running = False
+        self.keeper.stop_all()
+
+    def apply(self, configs: Iterable[AccountConfig]) -> PoolChanges:
+        changes = self.pool.apply(configs)
+        for account in changes.removed + changes.disabled:
+            self.keeper.stop(account.name)
+        for account in changes.removed:
+            log.info(f"pool: account {account.name} removed ({account.in_flight} in flight finish normally)")
+        for account in changes.disabled:
+            log.info(f"pool: account {account.name} disabled")
+        if self.running:
+            for account in changes.added + changes.credential_changed + changes.enabled:
+                self.keeper.start(account)
+        return changes
+
+    def account(self, name: str) -> Account:
+        try:
+            return self.pool.accounts[name]
+        except KeyError:
+            raise UnknownAccount(name) from None
+
+    async def refresh(self, name: str, *, invalidate: bool = False, reason: str = "manual") -> bool:
+        """Re-exchange one account's token now, through the keeper's serialized path."""
+        account = self.account(name)
+        ok = await self.keeper.refresh(account, invalidate=invalidate, reason=reason)
+        if ok and self.running:
+            self.keeper.ensure_loop(account)
+        return ok
+
+    def status_lines(self) -> list[str]:
+        now = self.clock.now()
+        if not self.pool.accounts:
+            return ["pool: no accounts"]
+        lines = []
+        for a in self.pool.accounts.values():
+            state = a.state(now)
+            fields = [
+                f"{a.name}",
+                f"state={state.value}",
+                f"in_flight={a.in_flight}",
+                f"last_used={_ago(now, a.last_used)}",
+                f"cooldown={_seconds(a.cooldown_until - now)}",
+                f"token_expires={_seconds(a.token.expires_at - now) if a.token else '-'}",
+                f"served={a.served}",
+                f"429s={a.rate_limited}",
+            ]
+            if a.last_failure and state in (State.FAILED, State.STARTING):
+                fields.append(f"reason={a.last_failure!r}")
+            lines.append(" ".join(fields))
+        return lines
+
+
+def _seconds(value: float) -> str:
+    return f"{math.ceil(value)}s" if value > 0 else "-"
+
+
+def _ago(now: float, then: float) -> str:
+    return "never" if then == -math.inf else f"{now - then:.0f}s ago"

@@ -1,0 +1,118 @@
+"""Run the real thing: mitmdump as a subprocess with the pool addon, and HTTPS clients that trust its CA.
+
+Shared by the end-to-end tests, the demo and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+ADDON = ROOT / "addon" / "pool.py"
+MITMDUMP = Path(sys.executable).parent / "mitmdump"
+LISTENING = re.compile(r"HTTP\(S\) proxy listening at .*?:(\d+)")
+PROXY_ENV_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy", "GH_TOKEN", "GITHUB_TOKEN")
+
+
+class Mitmdump:
+    """One mitmdump process; its output is collected line by line in `lines`."""
+
+    def __init__(self, confdir: Path, options: dict[str, object], env: dict[str, str] | None = None, addon: bool = True, args: list[str] = ()):
+        self.confdir = confdir
+        settings = {"confdir": confdir, "listen_host": "127.0.0.1", "listen_port": 0, "connection_strategy": "lazy", **options}
+        cmd = [str(MITMDUMP)]
+        if addon:
+            cmd += ["-s", str(ADDON)]
+        for key, value in settings.items():
+            cmd += ["--set", f"{key}={value}"]
+        cmd += list(args)
+        process_env = {k: v for k, v in os.environ.items() if k not in PROXY_ENV_VARS}
+        process_env.update(env or {})
+        self.lines: list[str] = []
+        self._eof = False
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=process_env, cwd=ROOT)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.port = int(self.wait_for(LISTENING).group(1))
+
+    def _read(self) -> None:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+    def wait_for(self, pattern: str | re.Pattern, timeout: float = 15.0, start: int = 0) -> re.Match:
+        """Wait for an output line matching `pattern` (from line index `start`); fail with the output so far."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines[start:]:
+                    if m := regex.search(line):
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or self._eof:
+                    raise AssertionError(f"mitmdump never printed {regex.pattern!r}; output:\n" + self.output())
+                self._changed.wait(min(left, 0.2))
+
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    @property
+    def ca(self) -> str:
+        return str(self.confdir / "mitmproxy-ca-cert.pem")
+
+    def client(self, **kw) -> httpx.Client:
+        return httpx.Client(proxy=f"http://127.0.0.1:{self.port}", verify=ssl.create_default_context(cafile=self.ca), trust_env=False, timeout=15, **kw)
+
+    def async_client(self, **kw) -> httpx.AsyncClient:
+        return httpx.AsyncClient(proxy=f"http://127.0.0.1:{self.port}", verify=ssl.create_default_context(cafile=self.ca), trust_env=False, timeout=15, **kw)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def write_accounts(path: Path, accounts: list[dict]) -> Path:
+    """Replace the accounts file atomically, the way editors and tools do."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"accounts": accounts}))
+    os.replace(tmp, path)
+    return path
+
+
+def chat(client: httpx.Client, credential: str = "tid=client-own-token", host: str = "api.individual.githubcopilot.com", **body) -> httpx.Response:
+    return client.post(
+        f"https://{host}/chat/completions",
+        headers={"authorization": f"Bearer {credential}", "copilot-integration-id": "vscode-chat"},
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], **body},
+    )
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")

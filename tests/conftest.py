@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+
+from fake_copilot import FakeCopilot
+from mitmdump_process import Mitmdump
+
+
+@pytest.fixture
+def fake():
+    upstream = FakeCopilot(stream_chunks=5, stream_interval=0.15)
+    upstream.add_account("alice", "gho_alice_secret_0001")
+    upstream.add_account("bob", "gho_bob_secret_0002", account_type="business")
+    upstream.start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def start_proxy(tmp_path):
+    """Start mitmdump (with the pool addon unless addon=False); every one started is stopped afterwards."""
+    started: list[Mitmdump] = []
+
+    def start(options: dict | None = None, env: dict | None = None, **kw) -> Mitmdump:
+        confdir = tmp_path / f"confdir{len(started)}"
+        options = {"pool_github_token_file": str(tmp_path / "no-token-file"), **(options or {})}
+        proxy = Mitmdump(confdir, options, env, **kw)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()

@@ -1,0 +1,21 @@
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_runs_end_to_end():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--once", "--port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for name in ("alice", "bob", "carol"):
+        assert f"served by {name}" in out
+    assert "429, served by carol" in out and "carol cooling for 30s after a 429" in out
+    after_429 = out.split("429, served by carol")[1].split("3. a streamed")[0]
+    assert "served by carol" not in after_429
+    assert out.count("chunk ") == 4
+    assert "gho_demo_" not in out and "tid=" not in out

@@ -1,0 +1,256 @@
+"""Tests for the fake GitHub + Copilot upstream (scripts/fake_copilot.py)."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+from fake_copilot import FakeCopilot  # noqa: E402
+
+ALICE, BOB, CAROL = "gho_alice_secret", "gho_bob_secret", "gho_carol_secret"
+
+
+def make_fake(**kwargs) -> FakeCopilot:
+    fake = FakeCopilot(**kwargs)
+    fake.add_account("alice", ALICE)                     # individual -> 127.0.0.1
+    fake.add_account("bob", BOB, "business")             # business   -> localhost
+    fake.add_account("carol", CAROL, copilot=False)
+    fake.start()
+    return fake
+
+
+@pytest.fixture
+def fake():
+    f = make_fake(stream_chunks=4, stream_interval=0.03)
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def client():
+    with httpx.Client(trust_env=False, timeout=5) as c:
+        yield c
+
+
+def exchange(client, fake, github_token):
+    return client.get(f"{fake.base_url}/copilot_internal/v2/token",
+                      headers={"Authorization": f"token {github_token}"})
+
+
+def token_for(client, fake, github_token):
+    r = exchange(client, fake, github_token)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def chat(client, base, credential, **body):
+    headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+    return client.post(f"{base}/chat/completions", headers=headers,
+                       json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], **body})
+
+
+def test_exchange_success(fake, client):
+    before = time.time()
+    data = token_for(client, fake, ALICE)
+    assert data["token"].startswith("tid=") and ";8kp=1:" in data["token"]
+    assert before + 1790 <= data["expires_at"] <= time.time() + 1800
+    assert data["refresh_in"] == 1500
+    assert data["endpoints"]["api"] == fake.api_base("individual") == f"http://127.0.0.1:{fake.port}"
+    assert data["sku"] == "copilot_for_individuals_subscriber" and data["individual"] is True
+    assert fake.exchanges("alice") == 1 and fake.issued_tokens() == [data["token"]]
+    # Bearer accepted too; every token is unique; business accounts get the localhost endpoint.
+    r = client.get(f"{fake.base_url}/copilot_internal/v2/token", headers={"Authorization": f"Bearer {BOB}"})
+    assert r.status_code == 200
+    assert r.json()["endpoints"]["api"] == f"http://localhost:{fake.port}"
+    assert r.json()["token"] != data["token"]
+
+
+def test_exchange_failures(fake, client):
+    r = exchange(client, fake, "gho_unknown")
+    assert r.status_code == 401 and r.json()["message"] == "Bad credentials"
+    assert client.get(f"{fake.base_url}/copilot_internal/v2/token").status_code == 401
+    r = exchange(client, fake, CAROL)
+    assert r.status_code == 403
+    assert r.json()["error_details"]["notification_id"] == "no_copilot_access"
+    fake.revoke("alice")
+    assert exchange(client, fake, ALICE).status_code == 401
+    assert fake.exchanges("carol") == 0 and fake.exchanges("alice") == 0
+
+
+def test_inference_with_issued_token(fake, client):
+    token = token_for(client, fake, ALICE)["token"]
+    r = chat(client, fake.base_url, token)
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == "hello from alice"
+    assert r.headers["x-fake-account"] == "alice"
+    assert "rem=99.7" in r.headers["x-quota-snapshot-premium_interactions"]
+    assert fake.served_by("alice") == 1
+    models = client.get(f"{fake.base_url}/models", headers={"Authorization": f"Bearer {token}"})
+    assert [m["id"] for m in models.json()["data"]] == ["gpt-4o", "claude-sonnet-4"]
+    for path in ("/responses", "/v1/messages", "/embeddings", "/v1/engines/gpt-4o/completions"):
+        assert client.post(fake.base_url + path, headers={"Authorization": f"Bearer {token}"},
+                           json={"input": "x"}).status_code == 200, path
+    # Non-inference paths on the same host are 404; quota went down by the premium calls.
+    r = client.post(f"{fake.base_url}/mcp/readonly", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 404
+    user = client.get(f"{fake.base_url}/copilot_internal/user", headers={"Authorization": f"token {ALICE}"}).json()
+    assert user["quota_snapshots"]["premium_interactions"]["remaining"] == 297  # chat, responses, messages
+
+
+def test_expired_token_is_rejected():
+    fake = make_fake(token_ttl=1)
+    try:
+        with httpx.Client(trust_env=False, timeout=5) as client:
+            token = token_for(client, fake, ALICE)["token"]
+            assert chat(client, fake.base_url, token).status_code == 200
+            time.sleep(1.2)
+            r = chat(client, fake.base_url, token)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    finally:
+        fake.stop()
+
+
+def test_expire_tokens_and_revoke(fake, client):
+    token = token_for(client, fake, ALICE)["token"]
+    fake.expire_tokens("alice")
+    assert chat(client, fake.base_url, token).status_code == 401
+    token = token_for(client, fake, ALICE)["token"]  # a fresh one works again
+    assert chat(client, fake.base_url, token).status_code == 200
+    fake.revoke("alice")
+    assert chat(client, fake.base_url, token).status_code == 401
+    assert chat(client, fake.base_url, ALICE).status_code == 401
+
+
+def test_missing_or_unknown_auth(fake, client):
+    r = chat(client, fake.base_url, None)
+    assert r.status_code == 401 and r.json()["error"]["message"] == "unauthorized: token expired or invalid"
+    assert chat(client, fake.base_url, "tid=forged;8kp=1:00").status_code == 401
+    entry = fake.entries()[-1]
+    assert entry.account is None and entry.credential_kind is None and entry.status == 401
+
+
+def test_github_token_as_credential(fake, client):
+    r = chat(client, fake.base_url, ALICE)
+    assert r.status_code == 200 and r.headers["x-fake-account"] == "alice"
+    entry = fake.entries()[-1]
+    assert (entry.account, entry.credential_kind, entry.credential) == ("alice", "github", ALICE)
+
+
+def test_wrong_host_is_421(fake, client):
+    token = token_for(client, fake, BOB)["token"]
+    assert chat(client, fake.base_url, token).status_code == 421        # 127.0.0.1: wrong
+    assert chat(client, fake.api_base("business"), token).status_code == 200  # localhost: right
+    assert chat(client, fake.base_url, BOB).status_code == 421          # GitHub token too
+    alice = token_for(client, fake, ALICE)["token"]
+    assert chat(client, fake.api_base("business"), alice).status_code == 421
+
+
+def test_rate_limit(fake, client):
+    fake.set_rate_limit(2, window=30)
+    token = token_for(client, fake, ALICE)["token"]
+    assert [chat(client, fake.base_url, token).status_code for _ in range(2)] == [200, 200]
+    r = chat(client, fake.base_url, token)
+    assert r.status_code == 429
+    assert 1 <= int(r.headers["Retry-After"]) <= 30
+    assert r.json()["error"]["code"] == "user_model_rate_limited"
+    assert r.headers["x-fake-account"] == "alice"
+    bob = token_for(client, fake, BOB)["token"]  # per account: bob still has his budget
+    assert chat(client, fake.api_base("business"), bob).status_code == 200
+    fake.set_rate_limit(None, account="alice")    # per-account override beats the default
+    assert chat(client, fake.base_url, token).status_code == 200
+
+
+def test_rate_limit_window_resets():
+    fake = make_fake(rate_limit=1, rate_window=0.3)
+    try:
+        with httpx.Client(trust_env=False, timeout=5) as client:
+            assert chat(client, fake.base_url, ALICE).status_code == 200
+            r = chat(client, fake.base_url, ALICE)
+            assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+            time.sleep(0.35)
+            assert chat(client, fake.base_url, ALICE).status_code == 200
+    finally:
+        fake.stop()
+
+
+def test_inject(fake, client):
+    token = token_for(client, fake, ALICE)["token"]
+    fake.set_rate_limit(0)  # injections take precedence over rate limiting
+    fake.inject("alice", 503, count=2, headers={"Retry-After": "7"})
+    for _ in range(2):
+        r = chat(client, fake.base_url, token)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "7"
+    assert chat(client, fake.base_url, token).status_code == 429
+    fake.set_rate_limit(None)
+    fake.inject("alice", 0)
+    with pytest.raises(httpx.TransportError):
+        chat(client, fake.base_url, token)
+    assert fake.entries()[-1].status == 0
+    assert chat(client, fake.base_url, token).status_code == 200
+    fake.inject("alice", 402, body=b"plain")
+    r = chat(client, fake.base_url, token)
+    assert (r.status_code, r.content) == (402, b"plain")
+
+
+def test_sse_arrives_in_chunks(fake, client):
+    token = token_for(client, fake, ALICE)["token"]
+    chunks = []
+    with client.stream("POST", f"{fake.base_url}/chat/completions", headers={"Authorization": f"Bearer {token}"},
+                       json={"model": "gpt-4o", "stream": True, "messages": []}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "text/event-stream"
+        assert r.headers["transfer-encoding"] == "chunked"
+        for chunk in r.iter_raw():
+            chunks.append((time.time(), chunk))
+    assert len(chunks) > 1
+    text = b"".join(c for _, c in chunks).decode()
+    assert text.endswith("data: [DONE]\n\n")
+    events = [e[len("data: "):] for e in text.split("\n\n") if e]
+    assert len(events) == 5
+    first = json.loads(events[0])
+    assert first["object"] == "chat.completion.chunk"
+    assert first["choices"][0]["delta"]["content"] == "chunk 0 from alice"
+    assert chunks[0][0] - first["sent_at"] < 0.5
+    assert chunks[-1][0] - chunks[0][0] >= 0.08  # spread over 3 intervals of 30 ms
+    # keep-alive: the same connection serves the next request
+    assert chat(client, fake.base_url, token).status_code == 200
+
+
+def test_log_records_account_and_kind(fake, client):
+    token = token_for(client, fake, ALICE)["token"]
+    chat(client, fake.base_url, token)
+    chat(client, fake.base_url, ALICE)
+    log = fake.entries()
+    assert [(e.method, e.path, e.account, e.credential_kind, e.status) for e in log] == [
+        ("GET", "/copilot_internal/v2/token", "alice", "github", 200),
+        ("POST", "/chat/completions", "alice", "copilot", 200),
+        ("POST", "/chat/completions", "alice", "github", 200),
+    ]
+    assert log[1].credential == token and log[1].host == f"127.0.0.1:{fake.port}"
+    served = client.get(f"{fake.base_url}/_fake/log").json()
+    assert [e["credential_kind"] for e in served] == ["github", "copilot", "github"]
+
+
+def test_cli_serves_and_exits_cleanly():
+    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "fake_copilot.py"), "--port", "0",
+                             "--account", f"dave={ALICE}:enterprise", "--stream-interval-ms", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("fake copilot listening at http://127.0.0.1:")
+        base = line.split()[-1]
+        with httpx.Client(trust_env=False, timeout=5) as client:
+            r = client.get(f"{base}/copilot_internal/v2/token", headers={"Authorization": f"token {ALICE}"})
+            assert r.json()["sku"] == "copilot_enterprise_seat"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=5)
+    assert proc.returncode == 0
+    assert out == "" and ALICE not in err
