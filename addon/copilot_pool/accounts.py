@@ -6,9 +6,10 @@ pydantic's own messages embed the offending input, so they are rebuilt here from
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,18 @@ class AccountConfig:
     github_token: str = field(repr=False)
     account_type: str = "individual"
     enabled: bool = True
+    token_file: Path | None = field(default=None, compare=False)  # watched for changes; not part of the identity
+
+
+def signature(configs: list[AccountConfig]) -> str:
+    """A digest of the account set as the pool sees it: independent of order, formatting and where a token
+    came from; changed by every field that matters (those that take part in equality)."""
+    canonical = []
+    for config in sorted(configs, key=lambda c: c.name):
+        entry = {f.name: getattr(config, f.name) for f in fields(config) if f.compare}
+        entry["github_token"] = hashlib.sha256(config.github_token.encode()).hexdigest()
+        canonical.append(entry)
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
 class _AccountEntry(BaseModel):
@@ -85,8 +98,8 @@ def parse_accounts(raw: str, path: Path, environ: dict[str, str]) -> list[Accoun
         if entry.name in seen:
             raise AccountsFileError(f"accounts file {path}: {where}: field 'name': duplicate account name")
         seen.add(entry.name)
-        token = _resolve_token(entry, path, environ, where)
-        configs.append(AccountConfig(entry.name, token, entry.account_type, entry.enabled))
+        token, token_file = _resolve_token(entry, path, environ, where)
+        configs.append(AccountConfig(entry.name, token, entry.account_type, entry.enabled, token_file))
     return configs
 
 
@@ -111,7 +124,8 @@ def _describe(err: Any, data: Any) -> str:
     return f"{where}: {msg}"
 
 
-def _resolve_token(entry: _AccountEntry, path: Path, environ: dict[str, str], where: str) -> str:
+def _resolve_token(entry: _AccountEntry, path: Path, environ: dict[str, str], where: str) -> tuple[str, Path | None]:
+    token_path = None
     if entry.github_token is not None:
         token, source = entry.github_token, "github_token"
     elif entry.github_token_env is not None:
@@ -134,7 +148,7 @@ def _resolve_token(entry: _AccountEntry, path: Path, environ: dict[str, str], wh
     problem = token_problem(token)
     if problem:
         raise AccountsFileError(f"accounts file {path}: {where}: field {source!r}: {problem}")
-    return token
+    return token, token_path
 
 
 def token_problem(token: str) -> str | None:

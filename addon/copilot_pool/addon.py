@@ -11,12 +11,14 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 from mitmproxy import command, ctx, exceptions, http
 
-from .accounts import AccountsFileError, legacy_account, load_accounts_file
+from . import watch
+from .accounts import AccountConfig, AccountsFileError, legacy_account, load_accounts_file
 from .cooldown import retry_after_seconds
 from .pool import Lease, NoAccountAvailable
 from .routing import Route, route_for, sends_github_token
@@ -39,6 +41,7 @@ class CopilotPool:
         self.passthrough = True  # no account source configured: leave all traffic alone
         self.leases: dict[str, Lease] = {}  # flow id -> the account it holds, until response or error
         self.background: set[asyncio.Task] = set()
+        self.watcher_task: asyncio.Task | None = None
 
     # -- options ------------------------------------------------------------------------------------
 
@@ -66,33 +69,67 @@ class CopilotPool:
             self._load_accounts(raise_errors=self.service.running)
 
     def _load_accounts(self, *, raise_errors: bool) -> bool:
-        path = ctx.options.pool_accounts
-        if path:
-            try:
-                configs = load_accounts_file(path)
-            except AccountsFileError as e:
-                if raise_errors:
-                    raise exceptions.OptionsError(str(e)) from None
-                log.error(f"pool: {e}")  # at start-up an error log makes mitmdump exit with status 1
-                return False
-        else:
-            legacy = legacy_account(ctx.options.pool_github_token_file)
-            configs = [legacy] if legacy else []
-            if not legacy:
-                log.warning(
-                    "pool: no accounts configured, passing all traffic through untouched. "
-                    "Set pool_accounts=<accounts.json>, GH_TOKEN, or pool_github_token_file."
-                )
-        self.passthrough = not path and not configs
+        """Apply the account set the options name. A bad accounts file changes nothing: at start-up its error
+        stops mitmdump; later it is raised as an OptionsError, which mitmproxy rolls back and shows."""
+        try:
+            configs = self._account_configs()
+        except AccountsFileError as e:
+            if raise_errors:
+                raise exceptions.OptionsError(str(e)) from None
+            log.error(f"pool: {e}")  # at start-up an error log makes mitmdump exit with status 1
+            return False
+        if not configs and not ctx.options.pool_accounts:
+            log.warning(
+                "pool: no accounts configured, passing all traffic through untouched. "
+                "Set pool_accounts=<accounts.json>, GH_TOKEN, or pool_github_token_file."
+            )
+        self._apply(configs)
+        if self.service.running:
+            self._watch()
+        return True
+
+    def _account_configs(self) -> list[AccountConfig]:
+        """The accounts the options name: the accounts file, else the legacy single token (maybe none)."""
+        if ctx.options.pool_accounts:
+            return load_accounts_file(ctx.options.pool_accounts)
+        legacy = legacy_account(ctx.options.pool_github_token_file)
+        return [legacy] if legacy else []
+
+    def _apply(self, configs: list[AccountConfig]) -> None:
+        self.passthrough = not ctx.options.pool_accounts and not configs
         changes = self.service.apply(configs)
         if changes.added and not self.service.running:
             log.info(f"pool: {len(configs)} account(s) loaded, strategy {self.service.pool.strategy.name}")
-        return True
+
+    # -- hot reload ---------------------------------------------------------------------------------
+
+    def _watched_files(self) -> list[Path]:
+        if not ctx.options.pool_accounts:
+            return [Path(ctx.options.pool_github_token_file).expanduser()]
+        token_files = [a.config.token_file for a in self.service.pool.accounts.values() if a.config.token_file]
+        return [Path(ctx.options.pool_accounts).expanduser(), *token_files]
+
+    def _watch(self) -> None:
+        if self.watcher_task:
+            self.watcher_task.cancel()
+        self.watcher_task = watch.start(watch.FileWatcher(self._watched_files, self._files_changed, self.service.clock))
+
+    def _files_changed(self) -> None:
+        """Best effort: a missing, half-written or invalid file leaves the running pool exactly as it was."""
+        try:
+            configs = self._account_configs()
+        except AccountsFileError as e:
+            log.error(f"pool: accounts file change ignored, the pool keeps its accounts: {e}")
+            return
+        self._apply(configs)
 
     def running(self) -> None:
         self.service.start()
+        self._watch()
 
     def done(self) -> None:
+        if self.watcher_task:
+            self.watcher_task.cancel()
         self.service.stop()
         for task in self.background:
             task.cancel()

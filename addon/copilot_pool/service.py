@@ -6,7 +6,7 @@ import logging
 import math
 from collections.abc import Iterable
 
-from .accounts import AccountConfig
+from .accounts import AccountConfig, signature
 from .clock import Clock, SystemClock
 from .pool import Account, Pool, PoolChanges, State
 from .tokens import Exchange, TokenKeeper
@@ -29,6 +29,7 @@ class PoolService:
         self.pool = Pool(clock=self.clock)
         self.keeper = TokenKeeper(self.pool, exchange, self.clock)
         self.running = False
+        self.signature: str | None = None  # of the account set applied last
 
     def start(self) -> None:
         """Start every enabled account's refresh loop (all exchanges run in parallel). Needs a running loop."""
@@ -42,6 +43,12 @@ class PoolService:
         self.keeper.stop_all()
 
     def apply(self, configs: Iterable[AccountConfig]) -> PoolChanges:
+        """Make the pool match `configs` in place. The same account set as last time does nothing at all."""
+        configs = list(configs)
+        new_signature = signature(configs)
+        if new_signature == self.signature:
+            return PoolChanges()
+        self.signature = new_signature
         changes = self.pool.apply(configs)
         for account in changes.removed + changes.disabled:
             self.keeper.stop(account.name)
@@ -49,6 +56,8 @@ class PoolService:
             log.info(f"pool: account {account.name} removed ({account.in_flight} in flight finish normally)")
         for account in changes.disabled:
             log.info(f"pool: account {account.name} disabled")
+        for account in changes.credential_changed:
+            log.info(f"pool: account {account.name} has a new credential; exchanging its token")
         if self.running:
             for account in changes.added + changes.credential_changed + changes.enabled:
                 self.keeper.start(account)
