@@ -15,13 +15,13 @@ class ScriptedExchange:
     def __init__(self, clock, *results, delay=0.0, refresh_in=1500):
         self.clock, self.results, self.delay, self.refresh_in = clock, list(results), delay, refresh_in
         self.calls = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
 
     async def __call__(self, cfg):
         self.calls += 1
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.in_flight[cfg.name] = self.in_flight.get(cfg.name, 0) + 1
+        self.max_in_flight[cfg.name] = max(self.max_in_flight.get(cfg.name, 0), self.in_flight[cfg.name])
         try:
             await asyncio.sleep(self.delay)
             result = self.results.pop(0) if self.results else "ok"
@@ -29,7 +29,7 @@ class ScriptedExchange:
                 raise result
             return Exchanged(f"tid={cfg.name}-{self.calls}", self.refresh_in, self.clock.wall() + 1800, "https://api.x", "https://proxy.x", "sku_x")
         finally:
-            self.in_flight -= 1
+            self.in_flight[cfg.name] -= 1
 
 
 def transient():
@@ -131,11 +131,9 @@ async def test_fifty_concurrent_triggers_one_exchange_at_a_time_and_lock_map_emp
     service = PoolService(exchange, clock)
     service.apply([config("a"), config("b")])
     a, b = service.pool.accounts["a"], service.pool.accounts["b"]
-    results = await asyncio.gather(
-        *[service.keeper.refresh(a, invalidate=True) for _ in range(50)], service.keeper.refresh(b)
-    )
+    results = await asyncio.gather(*[service.keeper.refresh(a, invalidate=True) for _ in range(50)], service.keeper.refresh(b))
     assert all(results)
-    assert exchange.max_in_flight <= 2  # one for a, one for b: different accounts do not block each other
+    assert exchange.max_in_flight == {"a": 1, "b": 1}  # never two exchanges in flight for one account
     assert exchange.calls < 10  # waiting triggers reuse the exchange that finished while they waited
     assert service.keeper._locks == {} and service.keeper.exchanges_in_flight == {}
 
@@ -197,3 +195,23 @@ def test_parse_exchange_response_classifies():
         with pytest.raises(ExchangeError) as e:
             parse_exchange_response(status, body, "individual")
         assert e.value.permanent is is_permanent, (status, body)
+
+
+async def test_a_stuck_exchange_does_not_block_other_accounts():
+    clock = FakeClock()
+    release_a = asyncio.Event()
+    fast = ScriptedExchange(clock)
+
+    async def exchange(cfg):
+        if cfg.name == "a":
+            await release_a.wait()
+        return await fast(cfg)
+
+    service = PoolService(exchange, clock)
+    service.apply([config("a"), config("b")])
+    stuck = asyncio.create_task(service.keeper.refresh(service.pool.accounts["a"]))
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(service.keeper.refresh(service.pool.accounts["b"]), 1)
+    assert not stuck.done() and service.pool.accounts["a"].base_state is State.STARTING
+    release_a.set()
+    assert await stuck and service.keeper._locks == {}
