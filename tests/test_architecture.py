@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "addon" / "copilot_pool"
-MITMPROXY_LAYER = {"addon.py"}
+MITMPROXY_LAYER = {"addon.py", "guard.py", "statuspage.py", "statewatch.py"}
 
 
 def imported_modules(path: Path) -> set[str]:

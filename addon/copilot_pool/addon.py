@@ -187,7 +187,6 @@ class CopilotPool:
             remaining = self.service.pool.cooldown_remaining(account)
             flow.marked = COOLING_MARKER
             flow.comment += f" -> 429, {account.name} cooling {remaining:.0f}s"
-            log.info(f"pool: account {account.name} cooling for {remaining:.0f}s after a 429")
         elif response.status_code == 401:
             flow.marked = ":warning:"
             flow.comment += f" -> 401, refreshing {account.name}'s token"
@@ -235,6 +234,37 @@ class CopilotPool:
             return f"error: {e}"
         self._spawn(self.service.refresh(name, reason="pool.refresh"))
         return f"pool: refreshing {name}'s token"
+
+    # -- operator commands (names in [a-z.] only: mitmweb's command bar accepts no others) -------------
+
+    @command.command("pool.cooldown")
+    def cooldown(self, name: str, seconds: int) -> str:
+        """Cool an account for SECONDS from now (0 ends its cooldown)."""
+        if seconds < 0:
+            return "error: seconds must be 0 or more"
+        try:
+            self.service.set_cooldown(name, seconds)
+        except UnknownAccount as e:
+            return f"error: {e}"
+        return f"pool: {name} cooling for {seconds}s" if seconds else f"pool: {name}'s cooldown ended"
+
+    @command.command("pool.disable")
+    def disable(self, name: str) -> str:
+        """Take an account out of the pool until pool.enable (or its entry in the accounts file changes)."""
+        try:
+            self.service.disable(name)
+        except UnknownAccount as e:
+            return f"error: {e}"
+        return f"pool: {name} disabled"
+
+    @command.command("pool.enable")
+    def enable(self, name: str) -> str:
+        """Put a disabled account back into the pool."""
+        try:
+            account = self.service.enable(name)
+        except UnknownAccount as e:
+            return f"error: {e}"
+        return f"pool: {name} {account.base_state.value}"
 
 
 def _error_response(e: NoAccountAvailable) -> http.Response:

@@ -77,6 +77,33 @@ class PoolService:
             self.keeper.ensure_loop(account)
         return ok
 
+    # -- operator overrides (pool.disable / pool.enable / pool.cooldown), until the account's entry changes --
+
+    def disable(self, name: str) -> Account:
+        """Keep the account out of the pool; its requests in flight finish, its refresh loop stops."""
+        account = self.account(name)
+        if account.base_state is not State.DISABLED:
+            account.base_state = State.DISABLED
+            self.keeper.stop(name)
+            log.info(f"pool: account {name} disabled by the operator ({account.in_flight} in flight finish normally)")
+        return account
+
+    def enable(self, name: str) -> Account:
+        """Put a disabled account back: at once when it still holds a valid token, else after an exchange."""
+        account = self.account(name)
+        if account.base_state is State.DISABLED:
+            account.base_state = State.ACTIVE if account.has_valid_token(self.clock.now()) else State.STARTING
+            log.info(f"pool: account {name} enabled by the operator" + ("" if account.base_state is State.ACTIVE else "; exchanging its token"))
+            if self.running:
+                self.keeper.start(account)  # its loop sleeps until the refresh is due, or exchanges now
+        return account
+
+    def set_cooldown(self, name: str, seconds: float) -> Account:
+        """Cool the account for exactly `seconds` from now (0 ends a cooldown): the operator may shorten one."""
+        account = self.account(name)
+        account.cooldown_until = self.clock.now() + seconds
+        return account
+
     def status_lines(self) -> list[str]:
         now = self.clock.now()
         if not self.pool.accounts:

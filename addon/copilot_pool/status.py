@@ -1,0 +1,205 @@
+"""What operators see: a status snapshot of the pool, as JSON, as an HTML page and as Prometheus metrics.
+
+The snapshot is built field by field from the pool's state and never holds a token; each rendering is
+passed through `redact` as well, so even a token-shaped failure reason cannot reach a page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+from collections import deque
+from collections.abc import Mapping
+from urllib.parse import parse_qs
+
+from .pool import Account, State
+from .redact import redact
+from .service import PoolService
+from .statelog import local_time
+
+QUOTA_HEADERS = ("x-quota-snapshot-premium_interactions", "x-quota-snapshot-premium_models", "x-quota-snapshot-chat")
+
+
+class QuotaBook:
+    """Each account's latest premium quota, read passively from Copilot's `x-quota-snapshot-*` headers."""
+
+    def __init__(self) -> None:
+        self.by_account: dict[str, dict] = {}
+
+    def observe(self, account: str, headers: Mapping[str, str], wall: float) -> None:
+        for header in QUOTA_HEADERS:
+            if value := headers.get(header):
+                if quota := parse_quota_snapshot(header.removeprefix("x-quota-snapshot-"), value, wall):
+                    self.by_account[account] = quota
+                return
+
+
+def parse_quota_snapshot(kind: str, value: str, wall: float) -> dict | None:
+    """`ent=300&ov=0.0&ovPerm=false&rem=99.7&rst=2025-01-01T00:00:00Z` -> a dict, or None when unreadable."""
+    fields = {k: v[0] for k, v in parse_qs(value).items()}
+    try:
+        return {
+            "kind": kind,
+            "entitlement": int(float(fields["ent"])),
+            "remaining_percent": float(fields["rem"]),
+            "overage_permitted": fields.get("ovPerm", "false").lower() == "true",
+            "resets_at": fields.get("rst") or None,
+            "seen_at": local_time(wall),
+        }
+    except (KeyError, ValueError):
+        return None
+
+
+class RecentEvents(logging.Handler):
+    """The addon's latest log lines (already redacted by the logger's filter), newest last."""
+
+    def __init__(self, size: int = 50) -> None:
+        super().__init__(logging.INFO)
+        self.events: deque[dict] = deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.events.append({"time": local_time(record.created), "level": record.levelname.lower(), "message": redact(record.getMessage())})
+
+
+def snapshot(service: PoolService, quotas: QuotaBook, events: RecentEvents, passthrough: bool) -> dict:
+    now, wall = service.clock.now(), service.clock.wall()
+    return {
+        "generated_at": local_time(wall),
+        "strategy": service.pool.strategy.name,
+        "passthrough": passthrough,
+        "accounts": [_account(a, now, wall, quotas.by_account.get(a.name)) for a in service.pool.accounts.values()],
+        "events": list(events.events),
+    }
+
+
+def _account(a: Account, now: float, wall: float, quota: dict | None) -> dict:
+    state = a.state(now)
+    cooldown = max(0.0, a.cooldown_until - now)
+    token = a.token
+    return {
+        "name": a.name,
+        "state": state.value,
+        "in_flight": a.in_flight,
+        "cooldown_remaining_s": math.ceil(cooldown),
+        "cooling_until": local_time(wall + cooldown) if cooldown else None,
+        "token_expires_in_s": max(0, math.floor(token.expires_at - now)) if token else None,
+        "sku": token.sku if token else None,
+        "api_endpoint": token.api_endpoint if token else None,
+        "served": a.served,
+        "rate_limited": a.rate_limited,
+        "failures": a.failures,
+        "last_failure": a.last_failure if state in (State.FAILED, State.STARTING) else None,
+        "last_used_s_ago": None if a.last_used == -math.inf else round(now - a.last_used),
+        "quota": quota,
+    }
+
+
+def render_json(snap: dict) -> str:
+    return redact(json.dumps(snap, indent=2))
+
+
+# -- Prometheus text format -------------------------------------------------------------------------
+
+METRICS = [
+    # name, type, help, value of one account's snapshot
+    ("copilot_pool_account_in_flight", "gauge", "Requests in flight on the account.", lambda a: a["in_flight"]),
+    ("copilot_pool_account_requests_total", "counter", "Requests the account served with a 2xx.", lambda a: a["served"]),
+    ("copilot_pool_account_rate_limited_total", "counter", "429 answers the account got.", lambda a: a["rate_limited"]),
+    ("copilot_pool_account_failures_total", "counter", "Token exchange failures of the account.", lambda a: a["failures"]),
+    ("copilot_pool_account_cooldown_seconds", "gauge", "Seconds until the account's cooldown ends.", lambda a: a["cooldown_remaining_s"]),
+    ("copilot_pool_account_token_expiry_seconds", "gauge", "Seconds until the account's Copilot token expires.", lambda a: a["token_expires_in_s"]),
+    ("copilot_pool_account_premium_remaining_percent", "gauge", "Premium quota left, from the last x-quota-snapshot header.",
+     lambda a: a["quota"]["remaining_percent"] if a["quota"] else None),
+]
+
+
+def render_metrics(snap: dict) -> str:
+    accounts = snap["accounts"]
+    out = [
+        "# HELP copilot_pool_accounts Accounts in the pool.",
+        "# TYPE copilot_pool_accounts gauge",
+        f"copilot_pool_accounts {len(accounts)}",
+        "# HELP copilot_pool_account_state 1 for the account's current state, 0 for the others.",
+        "# TYPE copilot_pool_account_state gauge",
+    ]
+    for a in accounts:
+        for state in State:
+            out.append(f'copilot_pool_account_state{{account="{_label(a["name"])}",state="{state.value}"}} {int(a["state"] == state.value)}')
+    for name, kind, help_text, value in METRICS:
+        out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for a in accounts:
+            v = value(a)
+            if v is not None:
+                out.append(f'{name}{{account="{_label(a["name"])}"}} {v}')
+    return redact("\n".join(out) + "\n")
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+# -- HTML ---------------------------------------------------------------------------------------------
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1f2328; background: #ffffff; }
+h1 { font-size: 20px; margin: 0 0 4px; } .meta { color: #59636e; margin-bottom: 16px; }
+table { border-collapse: collapse; margin-bottom: 24px; } th, td { padding: 6px 12px; text-align: left; border-bottom: 1px solid #d1d9e0; }
+th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.state { display: inline-block; min-width: 72px; padding: 4px 10px; border-radius: 4px; color: #ffffff; font-weight: 600; text-align: center; }
+.active { background: #1a7f37; } .cooling { background: #bf8700; } .failed { background: #cf222e; }
+.starting { background: #0969da; } .disabled { background: #6e7781; }
+.events { font: 12px/1.5 ui-monospace, monospace; } .ev-warning { color: #9a6700; } .ev-error { color: #cf222e; }
+"""
+
+
+def render_html(snap: dict) -> str:
+    rows = "".join(_row(a) for a in snap["accounts"]) or '<tr><td colspan="10">no accounts</td></tr>'
+    events = "".join(
+        f'<li class="ev-{_e(e["level"])}">{_e(e["time"])} {_e(e["message"])}</li>' for e in reversed(snap["events"])
+    ) or "<li>none yet</li>"
+    mode = " &middot; no accounts configured: all traffic passes through" if snap["passthrough"] else ""
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<title>copilot-pool status</title><style>{STYLE}</style></head>
+<body><h1>copilot-pool</h1>
+<div class="meta">{_e(snap["generated_at"])} &middot; strategy {_e(snap["strategy"])} &middot; {len(snap["accounts"])} account(s){mode}
+&middot; <a href="/status.json">status.json</a> &middot; <a href="/metrics">metrics</a></div>
+<table><thead><tr><th>account</th><th>state</th><th>in flight</th><th>cooldown left</th><th>token expires in</th>
+<th>sku</th><th>premium quota</th><th>requests</th><th>429s</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>
+<h2>recent events</h2><ul class="events">{events}</ul></body></html>
+"""
+    return redact(page)
+
+
+def _row(a: dict) -> str:
+    quota = a["quota"]
+    quota_text = f'{quota["remaining_percent"]:g}% of {quota["entitlement"]}' if quota else "-"
+    cells = [
+        f'<td>{_e(a["name"])}</td>',
+        f'<td><span class="state {_e(a["state"])}">{_e(a["state"])}</span></td>',
+        f'<td class="num">{a["in_flight"]}</td>',
+        f'<td class="num">{_duration(a["cooldown_remaining_s"])}</td>',
+        f'<td class="num">{_duration(a["token_expires_in_s"])}</td>',
+        f'<td>{_e(a["sku"] or "-")}</td>',
+        f"<td>{_e(quota_text)}</td>",
+        f'<td class="num">{a["served"]}</td>',
+        f'<td class="num">{a["rate_limited"]}</td>',
+        f'<td>{_e(a["last_failure"] or "")}</td>',
+    ]
+    return f'<tr id="account-{_e(a["name"])}">{"".join(cells)}</tr>'
+
+
+def _duration(seconds: int | None) -> str:
+    if not seconds:
+        return "-"
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value))
