@@ -22,3 +22,14 @@ def test_core_modules_do_not_import_mitmproxy():
     assert len(core) >= 7
     offenders = [p.name for p in core if "mitmproxy" in imported_modules(p)]
     assert offenders == []
+
+
+def test_every_module_logs_to_the_redacted_logger():
+    """The redaction filter sits on the `copilot_pool` logger; a child logger's records would bypass it."""
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "getLogger":
+                args = node.args
+                assert not args or (isinstance(args[0], ast.Constant) and args[0].value == "copilot_pool") or (
+                    isinstance(args[0], ast.Name) and args[0].id == "LOGGER_NAME"
+                ), f"{path.name}: log to logging.getLogger(LOGGER_NAME)"

@@ -1,0 +1,224 @@
+"""Operators' view, pure parts and the mitmproxy layer in process: redaction, state log, status page, guard, commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import pytest
+from mitmproxy.test import taddons, tflow, tutils
+
+from copilot_pool.clock import FakeClock
+from copilot_pool.guard import exposure_problem, is_loopback, readable_by_others
+from copilot_pool.pool import State
+from copilot_pool.redact import RedactFilter, redact
+from copilot_pool.statelog import StateLog, summary_line
+from copilot_pool.status import QuotaBook, RecentEvents, parse_quota_snapshot, render_html, render_json, render_metrics, snapshot
+from copilot_pool.statuspage import StatusPage
+from helpers import active_pool, give_token
+
+COPILOT_TOKEN = "tid=0123abcd;exp=1700000000;sku=copilot_for_individuals_subscriber;proxy-ep=127.0.0.1:1;8kp=1:deadbeef"
+GITHUB_TOKENS = ["gho_16C7e42F292c6912E7710c838347Ae178B4a", "ghu_abc123", "ghp_XYZ_987", "github_pat_11ABCDEFG_xyz"]
+
+
+@pytest.mark.parametrize("token", GITHUB_TOKENS + [COPILOT_TOKEN])
+def test_redact_masks_every_token_shape(token):
+    text = f'Authorization: Bearer {token}, "{token}" ({token})'
+    masked = redact(text)
+    assert token not in masked and masked.count("***") == 3
+    assert redact("pool: account alice active (sku x)") == "pool: account alice active (sku x)"
+
+
+def test_redact_filter_masks_arguments_and_exceptions():
+    logger = logging.getLogger("copilot_pool.test_redact")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addFilter(RedactFilter())
+    events = RecentEvents()
+    logger.addHandler(events)
+    logger.info("sent %s to %s", GITHUB_TOKENS[0], "api")
+    try:
+        raise ValueError(f"bad token {COPILOT_TOKEN}")
+    except ValueError:
+        logger.exception("exchange broke")
+    messages = " ".join(e["message"] for e in events.events)
+    assert "sent gho_*** to api" in messages and "ValueError: bad token tid=***" in messages
+    assert GITHUB_TOKENS[0] not in messages and COPILOT_TOKEN not in messages
+
+
+class Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_state_log_one_line_per_change():
+    clock = FakeClock()
+    pool = active_pool("alice", "bob", clock=clock)
+    pool.accounts["bob"].base_state, pool.accounts["bob"].token = State.STARTING, None
+    logger = logging.getLogger("copilot_pool.test_statelog")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = Lines()
+    logger.addHandler(handler)
+    statelog = StateLog(pool, logger)
+
+    assert statelog.sweep() == ["pool: account alice active (sku sku, token valid 60 min)"]  # bob: starting, no line
+    assert statelog.sweep() == []
+    pool.mark_cooldown(pool.accounts["alice"], 30)
+    [line] = statelog.sweep()
+    assert re.fullmatch(r"pool: account alice cooling until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d \(30s\)", line)
+    clock.advance(31)
+    assert statelog.sweep() == ["pool: account alice active (sku sku, token valid 59 min)"]
+    pool.mark_failure(pool.accounts["bob"], "GitHub rejected the token (401)")
+    give_token(pool.accounts["bob"], clock)
+    pool.accounts["bob"].base_state = State.FAILED
+    assert statelog.sweep() == ["pool: account bob failed: GitHub rejected the token (401)"]
+    assert handler.records[-1].levelno == logging.ERROR  # failures are errors: mitmweb and the console flag them
+    del pool.accounts["bob"]
+    assert statelog.sweep() == ["pool: account bob removed"]
+    assert [r.getMessage() for r in handler.records][-1] == "pool: account bob removed" and len(handler.records) == 5
+
+
+def test_summary_line_counts_states():
+    pool = active_pool("alice", "bob", "carol")
+    pool.mark_cooldown(pool.accounts["bob"], 10)
+    pool.accounts["carol"].base_state = State.DISABLED
+    pool.accounts["alice"].served, pool.accounts["bob"].rate_limited = 7, 2
+    assert summary_line(pool) == "pool: summary: 3 account(s) (1 active, 1 cooling, 1 disabled); 0 in flight, 7 served, 2 429s"
+
+
+def test_quota_snapshot_header():
+    quota = parse_quota_snapshot("premium_interactions", "ent=300&ov=0.0&ovPerm=false&rem=97.5&rst=2030-01-01T00%3A00%3A00Z", 0)
+    assert quota["entitlement"] == 300 and quota["remaining_percent"] == 97.5 and quota["resets_at"] == "2030-01-01T00:00:00Z"
+    assert parse_quota_snapshot("chat", "garbage", 0) is None
+
+
+@pytest.fixture
+def addon_with_tokens(tmp_path):
+    from copilot_pool.addon import CopilotPool
+
+    accounts = tmp_path / "accounts.json"
+    accounts.write_text(json.dumps({"accounts": [{"name": "alice", "github_token": GITHUB_TOKENS[0]}, {"name": "bob", "github_token": "gho_bob"}]}))
+    pool_addon = CopilotPool()
+    page = StatusPage(pool_addon)
+    with taddons.context(pool_addon, page) as tctx:
+        tctx.configure(pool_addon, pool_accounts=str(accounts), pool_github_token_file=str(tmp_path / "none"))
+        clock = FakeClock()
+        pool_addon.service.pool.clock = pool_addon.service.clock = clock
+        for account in pool_addon.service.pool.accounts.values():
+            give_token(account, clock)
+        yield pool_addon, page, clock
+
+
+def status_flow(path: str, method: str = "GET"):
+    flow = tflow.tflow()
+    flow.request = tutils.treq(scheme=b"http", host="copilot-pool", port=80, path=path.encode(), method=method.encode(), headers=((b"host", b"copilot-pool"),))
+    return flow
+
+
+def test_status_page_renders_json_html_metrics_without_tokens(addon_with_tokens):
+    pool_addon, page, clock = addon_with_tokens
+    pool = pool_addon.service.pool
+    alice = pool.accounts["alice"]
+    alice.token = alice.token.__class__(COPILOT_TOKEN, alice.token.expires_at, alice.token.refresh_at, "https://api.example", "https://proxy.example", "sku1")
+    pool.mark_cooldown(pool.accounts["bob"], 90)
+    pool.accounts["bob"].rate_limited = 3
+    pool.mark_failure(alice, f"refused {GITHUB_TOKENS[0]}")  # even a token-shaped reason is masked
+    page.quotas.observe("bob", {"x-quota-snapshot-premium_interactions": "ent=300&ov=0.0&ovPerm=false&rem=42.0&rst=x"}, clock.wall())
+
+    bodies = {}
+    for path in ("/", "/status.json", "/metrics"):
+        flow = status_flow(path)
+        page.request(flow)
+        assert flow.response.status_code == 200
+        bodies[path] = flow.response.text
+    for body in bodies.values():
+        assert COPILOT_TOKEN not in body and GITHUB_TOKENS[0] not in body and "gho_bob" not in body
+    status = json.loads(bodies["/status.json"])
+    accounts = {a["name"]: a for a in status["accounts"]}
+    assert accounts["alice"]["state"] == "failed" and accounts["alice"]["last_failure"] == "refused gho_***"
+    assert accounts["bob"]["state"] == "cooling" and accounts["bob"]["cooldown_remaining_s"] == 90
+    assert accounts["bob"]["quota"]["remaining_percent"] == 42.0 and accounts["bob"]["token_expires_in_s"] == 3600
+    assert 'copilot_pool_account_state{account="bob",state="cooling"} 1' in bodies["/metrics"]
+    assert 'copilot_pool_account_rate_limited_total{account="bob"} 3' in bodies["/metrics"]
+    assert 'copilot_pool_account_premium_remaining_percent{account="bob"} 42.0' in bodies["/metrics"]
+    for line in bodies["/metrics"].splitlines():  # Prometheus text format: comments or `name{labels} number`
+        assert line.startswith("# ") or re.fullmatch(r'[a-z_]+(\{[^}]*\})? -?[0-9.]+', line), line
+    assert '<span class="state cooling">cooling</span>' in bodies["/"] and "42% of 300" in bodies["/"]
+
+
+def test_status_page_other_paths_and_hosts(addon_with_tokens):
+    _, page, _ = addon_with_tokens
+    flow = status_flow("/nope")
+    page.request(flow)
+    assert flow.response.status_code == 404
+    flow = status_flow("/", method="POST")
+    page.request(flow)
+    assert flow.response.status_code == 405
+    flow = tflow.tflow()  # another host: not ours
+    page.request(flow)
+    assert flow.response is None
+    flow = status_flow("/")
+    flow.response = tutils.tresp(status_code=407)  # proxyauth answered first: left alone
+    page.request(flow)
+    assert flow.response.status_code == 407
+
+
+def test_operator_commands(addon_with_tokens):
+    pool_addon, _, clock = addon_with_tokens
+    pool = pool_addon.service.pool
+    assert pool_addon.cooldown("alice", 300) == "pool: alice cooling for 300s"
+    assert pool.accounts["alice"].state(clock.now()) is State.COOLING and pool.cooldown_remaining(pool.accounts["alice"]) == 300
+    assert pool_addon.cooldown("alice", 0) == "pool: alice's cooldown ended"
+    assert pool.accounts["alice"].pickable(clock.now())
+    assert pool_addon.disable("bob") == "pool: bob disabled"
+    assert all(pool.acquire().account.name == "alice" for _ in range(5))
+    assert pool_addon.enable("bob") == "pool: bob active"  # it still holds a valid token
+    assert pool.accounts["bob"].pickable(clock.now())
+    for reply in (pool_addon.cooldown("nobody", 5), pool_addon.enable("nobody"), pool_addon.disable("nobody")):
+        assert reply == "error: no account named 'nobody' in the pool"
+    assert pool_addon.cooldown("alice", -1).startswith("error:")
+
+
+def test_command_names_suit_mitmweb(addon_with_tokens):
+    pool_addon, _, _ = addon_with_tokens
+    names = [name for name in pool_addon.__class__.__dict__.values() if hasattr(name, "command_name")]
+    assert {n.command_name for n in names} >= {"pool.status", "pool.cooldown", "pool.enable", "pool.disable"}
+    assert all(re.fullmatch(r"[a-z.]+", n.command_name) for n in names)
+
+
+@pytest.mark.parametrize(
+    "modes, host, auth, refused",
+    [
+        (["regular"], "127.0.0.1", False, False),
+        (["regular"], "localhost", False, False),
+        (["regular"], "::1", False, False),
+        (["regular"], "", False, True),  # mitmproxy's default: every interface
+        (["regular"], "0.0.0.0", False, True),
+        (["regular"], "192.168.1.5", True, False),
+        (["regular@127.0.0.1:8080", "socks5@0.0.0.0:1080"], "127.0.0.1", False, True),
+        (["reverse:https://api.githubcopilot.com"], "0.0.0.0", True, True),  # proxyauth would need Authorization there
+        (["local"], "", False, False),
+    ],
+)
+def test_exposure_rules(modes, host, auth, refused):
+    problem = exposure_problem(modes, host, auth)
+    assert (problem is not None) == refused
+    if refused:
+        assert "pool_allow_open_proxy" in problem and "listen_host=127.0.0.1" in problem
+
+
+def test_loopback_and_permissions(tmp_path):
+    assert is_loopback("127.0.0.2") and is_loopback("[::1]") and not is_loopback("example.com") and not is_loopback("")
+    path = tmp_path / "accounts.json"
+    path.write_text("{}")
+    path.chmod(0o600)
+    assert readable_by_others(str(path)) is None
+    path.chmod(0o640)
+    assert readable_by_others(str(path)) == 0o640
+    assert readable_by_others(str(tmp_path / "missing")) is None
