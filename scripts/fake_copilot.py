@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 ACCOUNT_TYPES = ("individual", "business", "enterprise")
 SKUS = {"individual": "copilot_for_individuals_subscriber", "business": "copilot_for_business_seat",
@@ -90,6 +90,22 @@ class _Issued:
 
 
 @dataclasses.dataclass
+class _DeviceCode:
+    account: str | None  # None: nobody approves it (it expires)
+    client_id: str
+    expires_at: float
+    interval: float
+    pending: int         # authorization_pending answers left before the verdict
+    slow_down: int       # slow_down answers left after those
+    deny: bool
+    last_poll: float = 0.0
+    done: bool = False
+
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+@dataclasses.dataclass
 class _Injection:
     status: int
     remaining: int
@@ -141,6 +157,10 @@ class FakeCopilot:
         self._rl_account: dict[str, tuple[int | None, float]] = {}
         self._rl_state: dict[str, list] = {}   # account -> [window_start, admitted count]
         self._conns: set[socket.socket] = set()
+        # GitHub's device flow: interval and slow_down step are seconds (GitHub: 5 and +5; tests use less)
+        self.device_interval, self.device_slow_down_step, self.device_expires_in = 5.0, 5.0, 900.0
+        self._device_plans: collections.deque[tuple[str, int, int, bool]] = collections.deque()
+        self._device_codes: dict[str, _DeviceCode] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -231,6 +251,14 @@ class FakeCopilot:
 
     def set_delay(self, seconds: float) -> None:
         self.delay = seconds
+
+    def approve_device_login(self, account: str, pending: int = 1, slow_down: int = 0, deny: bool = False) -> None:
+        """The next device code goes to `account`: `pending` polls answer authorization_pending, then `slow_down`
+        polls answer slow_down, then the account's GitHub token (or access_denied with deny=True).
+        Polling faster than the interval also earns slow_down, as on GitHub. Unplanned codes never get approved."""
+        with self._lock:
+            self._get(account)
+            self._device_plans.append((account, pending, slow_down, deny))
 
     # ----- inspection --------------------------------------------------------------------
 
@@ -389,6 +417,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, _json([dataclasses.asdict(e) for e in self.fake.entries()]))
         if path in ("/copilot_internal/v2/token", "/copilot_internal/user") and self.command == "GET":
             return self._github(path)
+        if path in ("/login/device/code", "/login/oauth/access_token") and self.command == "POST":
+            return self._device_flow(path, body)
         route = ROUTES.get(path)
         match = ENGINE_COMPLETIONS.match(path)
         if match:
@@ -418,6 +448,62 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload = 200, f._user_info(acct)
             self._record(name, kind, status, token)
         self._send(status, _json(payload))
+
+    # ----- GitHub's OAuth device flow ------------------------------------------------------
+
+    def _device_flow(self, path: str, body: bytes) -> None:
+        f = self.fake
+        if "json" in self.headers.get("Content-Type", ""):
+            try:
+                params = {k: str(v) for k, v in json.loads(body or b"{}").items()}
+            except (ValueError, AttributeError):
+                params = {}
+        else:
+            params = {k: v[0] for k, v in parse_qs(body.decode("latin-1")).items()}
+        now = time.time()
+        with f._lock:
+            if not params.get("client_id"):
+                status, payload, account = 400, {"error": "unauthorized_client", "error_description": "client_id missing"}, None
+            elif path == "/login/device/code":
+                account, pending, slow_down, deny = f._device_plans.popleft() if f._device_plans else (None, 0, 0, False)
+                device_code = secrets.token_hex(20)
+                user_code = f"{secrets.token_hex(2).upper()}-{secrets.token_hex(2).upper()}"
+                f._device_codes[device_code] = _DeviceCode(account, params["client_id"], now + f.device_expires_in,
+                                                           f.device_interval, pending, slow_down, deny)
+                status, payload = 200, {"device_code": device_code, "user_code": user_code,
+                                        "verification_uri": f"{f.base_url}/login/device",
+                                        "expires_in": f.device_expires_in, "interval": f.device_interval}
+            else:
+                code = f._device_codes.get(params.get("device_code", ""))
+                status, payload, account = 200, self._poll(code, params, now), code.account if code else None
+            self._record(account, None, status, None)
+        if "application/json" in self.headers.get("Accept", ""):
+            return self._send(status, _json(payload))
+        self._send(status, urlencode(payload).encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+
+    def _poll(self, code: _DeviceCode | None, params: dict, now: float) -> dict:  # call with the lock held
+        f = self.fake
+        if params.get("grant_type") != DEVICE_GRANT:
+            return {"error": "unsupported_grant_type", "error_description": f"grant_type must be {DEVICE_GRANT}"}
+        if code is None or code.done or code.client_id != params["client_id"]:
+            return {"error": "incorrect_device_code", "error_description": "The device_code provided is not valid."}
+        if now >= code.expires_at:
+            return {"error": "expired_token", "error_description": "The device_code has expired."}
+        too_fast = code.last_poll and now - code.last_poll < code.interval
+        code.last_poll = now
+        if too_fast or (code.account and not code.pending and code.slow_down):
+            if not too_fast:
+                code.slow_down -= 1
+            code.interval += f.device_slow_down_step
+            return {"error": "slow_down", "error_description": "Too many requests have been made in the same timeframe.",
+                    "interval": code.interval}
+        if code.account is None or code.pending:
+            code.pending = max(0, code.pending - 1)
+            return {"error": "authorization_pending", "error_description": "The authorization request is still pending."}
+        code.done = True
+        if code.deny:
+            return {"error": "access_denied", "error_description": "The authorization request was denied."}
+        return {"access_token": f._accounts[code.account].github_token, "token_type": "bearer", "scope": "read:user"}
 
     # ----- Copilot side -------------------------------------------------------------------
 

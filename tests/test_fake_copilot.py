@@ -254,3 +254,26 @@ def test_cli_serves_and_exits_cleanly():
         out, err = proc.communicate(timeout=5)
     assert proc.returncode == 0
     assert out == "" and ALICE not in err
+
+
+def test_device_flow_is_strict_like_github(fake):
+    fake.device_interval, fake.device_slow_down_step = 0.2, 0.3
+    with httpx.Client(base_url=fake.base_url) as c:
+        form = c.post("/login/device/code", data={"client_id": "Iv1.x", "scope": "read:user"})
+        assert form.headers["content-type"] == "application/x-www-form-urlencoded"  # JSON only when asked for
+        fake.approve_device_login("alice", pending=1)
+        code = c.post("/login/device/code", data={"client_id": "Iv1.x"}, headers={"accept": "application/json"}).json()
+        poll = {"client_id": "Iv1.x", "device_code": code["device_code"], "grant_type": "urn:ietf:params:oauth:grant-type:device_code"}
+
+        def ask(**over):
+            return c.post("/login/oauth/access_token", data={**poll, **over}, headers={"accept": "application/json"}).json()
+
+        assert ask(grant_type="password")["error"] == "unsupported_grant_type"
+        assert ask(client_id="Iv1.other")["error"] == "incorrect_device_code"
+        assert ask()["error"] == "authorization_pending"  # the planned pending answer
+        too_fast = ask()
+        assert too_fast["error"] == "slow_down" and too_fast["interval"] == pytest.approx(0.5)
+        time.sleep(0.55)
+        answer = ask()
+        assert answer.get("access_token") == ALICE, answer
+        assert ask()["error"] == "incorrect_device_code"  # a code is good for one token
