@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# System packages the tests need beyond Python: headless Chromium (Debian's `chromium`) for the status page
+# test. Installs only what is missing; needs root (or sudo) for apt-get.
+set -euo pipefail
+if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then
+    exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends chromium
