@@ -13,7 +13,7 @@ from copilot_pool.clock import FakeClock
 from copilot_pool.guard import exposure_problem, is_loopback, readable_by_others
 from copilot_pool.pool import State
 from copilot_pool.redact import RedactFilter, redact
-from copilot_pool.statelog import StateLog, summary_line
+from copilot_pool.statelog import CooldownLog, summary_line
 from copilot_pool.status import QuotaBook, RecentEvents, parse_quota_snapshot, render_html, render_json, render_metrics, snapshot
 from copilot_pool.statuspage import StatusPage
 from helpers import active_pool, give_token
@@ -56,32 +56,35 @@ class Lines(logging.Handler):
         self.records.append(record)
 
 
-def test_state_log_one_line_per_change():
+def test_cooldown_log_reports_start_move_and_end():
     clock = FakeClock()
     pool = active_pool("alice", "bob", clock=clock)
-    pool.accounts["bob"].base_state, pool.accounts["bob"].token = State.STARTING, None
-    logger = logging.getLogger("copilot_pool.test_statelog")
+    logger = logging.getLogger("copilot_pool.test_cooldownlog")
     logger.propagate = False
     logger.setLevel(logging.INFO)
     handler = Lines()
     logger.addHandler(handler)
-    statelog = StateLog(pool, logger)
+    cooldowns = CooldownLog(pool, logger)
+    alice, bob = pool.accounts["alice"], pool.accounts["bob"]
 
-    assert statelog.sweep() == ["pool: account alice active (sku sku, token valid 60 min)"]  # bob: starting, no line
-    assert statelog.sweep() == []
-    pool.mark_cooldown(pool.accounts["alice"], 30)
-    [line] = statelog.sweep()
+    assert cooldowns.sweep() == []
+    pool.mark_cooldown(alice, 30)
+    [line] = cooldowns.sweep()
     assert re.fullmatch(r"pool: account alice cooling until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d \(30s\)", line)
-    clock.advance(31)
-    assert statelog.sweep() == ["pool: account alice active (sku sku, token valid 59 min)"]
-    pool.mark_failure(pool.accounts["bob"], "GitHub rejected the token (401)")
-    give_token(pool.accounts["bob"], clock)
-    pool.accounts["bob"].base_state = State.FAILED
-    assert statelog.sweep() == ["pool: account bob failed: GitHub rejected the token (401)"]
-    assert handler.records[-1].levelno == logging.ERROR  # failures are errors: mitmweb and the console flag them
-    del pool.accounts["bob"]
-    assert statelog.sweep() == ["pool: account bob removed"]
-    assert [r.getMessage() for r in handler.records][-1] == "pool: account bob removed" and len(handler.records) == 5
+    clock.advance(10)
+    pool.mark_cooldown(alice, 5)  # cooldowns only extend: nothing moved
+    assert cooldowns.sweep() == []
+    pool.mark_cooldown(alice, 100)
+    assert cooldowns.sweep()[0].endswith("(100s)")
+    clock.advance(101)
+    assert cooldowns.sweep() == ["pool: account alice active again: cooldown over"]
+    assert cooldowns.sweep() == []
+    pool.mark_cooldown(bob, 10)
+    cooldowns.sweep()
+    pool.mark_failure(bob, "GitHub rejected the token (401)")  # its failure has its own line, where it happens
+    assert cooldowns.sweep() == []
+    assert [r.getMessage() for r in handler.records] == [line, handler.records[1].getMessage(), "pool: account alice active again: cooldown over", handler.records[3].getMessage()]
+    assert all(r.levelno == logging.INFO for r in handler.records)
 
 
 def test_summary_line_counts_states():
