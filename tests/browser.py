@@ -9,7 +9,7 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
-INSTALL_HINT = "headless Chromium is needed: run scripts/ci_deps.sh (apt-get install chromium) first"
+INSTALL_HINT = "headless Chromium is needed: run scripts/system_deps.sh (apt-get install chromium) first"
 
 
 def chromium() -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# System packages the tests need beyond Python: headless Chromium (Debian's `chromium`) for the status page
+# System packages the tests need beyond Python (run by scripts/test): headless Chromium (Debian's `chromium`) for the status page
 # test. Installs only what is missing; needs root (or sudo) for apt-get.
 set -euo pipefail
 if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then
