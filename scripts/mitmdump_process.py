@@ -77,10 +77,10 @@ class Mitmdump:
         return str(self.confdir / "mitmproxy-ca-cert.pem")
 
     def client(self, **kw) -> httpx.Client:
-        return httpx.Client(proxy=f"http://127.0.0.1:{self.port}", verify=ssl.create_default_context(cafile=self.ca), trust_env=False, timeout=15, **kw)
+        return httpx.Client(proxy=f"http://127.0.0.1:{self.port}", verify=ssl.create_default_context(cafile=self.ca), trust_env=False, **{"timeout": 15, **kw})
 
     def async_client(self, **kw) -> httpx.AsyncClient:
-        return httpx.AsyncClient(proxy=f"http://127.0.0.1:{self.port}", verify=ssl.create_default_context(cafile=self.ca), trust_env=False, timeout=15, **kw)
+        return httpx.AsyncClient(proxy=f"http://127.0.0.1:{self.port}", verify=ssl.create_default_context(cafile=self.ca), trust_env=False, **{"timeout": 15, **kw})
 
     def stop(self) -> int:
         if self.process.poll() is None:

@@ -27,6 +27,7 @@ from .strategies import DEFAULT_STRATEGY, STRATEGIES
 from .tokens import DEFAULT_GITHUB_API, http_exchange
 
 log = logging.getLogger("copilot_pool")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per token exchange is noise in mitmproxy's log
 
 DEFAULT_TOKEN_FILE = "~/.local/share/copilot-api/github_token"
 DEFAULT_COOLDOWN = 60
