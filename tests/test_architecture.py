@@ -27,7 +27,8 @@ def test_core_modules_do_not_import_mitmproxy():
 def test_every_module_logs_to_the_redacted_logger():
     """The redaction filter sits on the `copilot_pool` logger; a child logger's records would bypass it."""
     for path in PACKAGE.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for assign in ast.walk(ast.parse(path.read_text())):
+            node = getattr(assign, "value", None) if isinstance(assign, ast.Assign) else None  # `log = getLogger(...)`
             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "getLogger":
                 args = node.args
                 assert not args or (isinstance(args[0], ast.Constant) and args[0].value == "copilot_pool") or (
