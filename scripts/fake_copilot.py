@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import math
+import random
 import re
 import secrets
 import signal
@@ -144,6 +145,8 @@ class FakeCopilot:
         self.token_ttl, self.refresh_in = token_ttl, refresh_in
         self.delay = delay                # seconds before answering each inference request
         self.exchange_delay = 0.0         # seconds before answering each token exchange
+        self.churn_429 = 0.0              # fraction of would-be 2xx inference answers turned into 429 (benchmarks)
+        self.churn_retry_ms = 20          # their `retry-after-ms` hint
         self.stream_chunks, self.stream_interval = stream_chunks, stream_interval
         self.base_url = ""
         self.log: list[LogEntry] = []
@@ -554,6 +557,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif (retry := f._rate_limited(acct.name, time.time())) is not None:
                 status, payload = 429, _json(RATE_LIMITED)
                 headers["Retry-After"] = str(retry)
+            elif f.churn_429 and random.random() < f.churn_429:
+                status, payload = 429, _json(RATE_LIMITED)
+                headers["retry-after-ms"] = str(f.churn_retry_ms)
             else:
                 status, payload = 200, None  # built below, outside the lock
             if acct is not None and 200 <= status < 300:
@@ -667,6 +673,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate-window", type=float, default=60.0, help="seconds")
     p.add_argument("--delay-ms", type=float, default=0.0, help="before each inference answer")
     p.add_argument("--exchange-delay-ms", type=float, default=0.0, help="before each token exchange answer")
+    p.add_argument("--churn-429", type=float, default=0.0, metavar="FRACTION",
+                   help="answer this fraction of would-be successful inference requests with 429")
+    p.add_argument("--churn-retry-ms", type=int, default=20, help="retry-after-ms of those churn 429s")
     p.add_argument("--token-ttl", type=int, default=1800)
     p.add_argument("--refresh-in", type=int, default=1500)
     p.add_argument("--stream-chunks", type=int, default=5)
@@ -677,6 +686,7 @@ def main(argv: list[str] | None = None) -> int:
                        rate_limit=a.rate_limit, rate_window=a.rate_window, delay=a.delay_ms / 1000,
                        stream_chunks=a.stream_chunks, stream_interval=a.stream_interval_ms / 1000)
     fake.exchange_delay = a.exchange_delay_ms / 1000
+    fake.churn_429, fake.churn_retry_ms = a.churn_429, a.churn_retry_ms
     for name, token, kind in a.account:
         fake.add_account(name, token, kind)
 

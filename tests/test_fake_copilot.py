@@ -180,6 +180,16 @@ def test_rate_limit_window_resets():
         fake.stop()
 
 
+def test_churn_turns_a_fraction_of_successes_into_short_429s(fake, client):
+    fake.churn_429, fake.churn_retry_ms = 1.0, 15
+    r = chat(client, fake.base_url, ALICE)
+    assert r.status_code == 429 and r.headers["retry-after-ms"] == "15" and r.headers["x-fake-account"] == "alice"
+    assert chat(client, fake.base_url, "gho_nobody").status_code == 401  # auth still comes first
+    fake.churn_429 = 0.25
+    statuses = [chat(client, fake.base_url, ALICE).status_code for _ in range(200)]
+    assert set(statuses) == {200, 429} and 20 <= statuses.count(429) <= 80  # 50 expected; p(outside) < 1e-5
+
+
 def test_inject(fake, client):
     token = token_for(client, fake, ALICE)["token"]
     fake.set_rate_limit(0)  # injections take precedence over rate limiting
