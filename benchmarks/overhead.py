@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Overhead of the pool addon: the same load against (1) the fake directly, (2) plain mitmdump, (3) mitmdump
+with the pool addon and 3 accounts, (4) the same under 10% upstream 429 churn.
+
+Fixed concurrency, one keep-alive connection per worker (HTTPS through the proxies, plain HTTP directly), a fake
+upstream with a fixed delay. Modes run in interleaved, rotated rounds so that background load hits all of them
+alike; the ratio (3)/(2) is taken per round (paired) and its median reported.
+
+    .venv/bin/python benchmarks/overhead.py [--rounds 4 --seconds 2.5 --concurrency 1,8 --delay-ms 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from common import (Sample, Target, Upstream, direct_target, dump, machine, median, ms, percentile, plain_proxy,
+                    plain_target, pool_proxy, pool_target, run_load, workdir)
+
+
+def summarise(samples: list[Sample]) -> dict:
+    latencies = [x for s in samples for x in s.latencies]
+    statuses: dict[str, int] = {}
+    served: dict[str, int] = {}
+    for s in samples:
+        for k, v in s.statuses.items():
+            statuses[k] = statuses.get(k, 0) + v
+        for k, v in s.served_by.items():
+            served[k] = served.get(k, 0) + v
+    return {
+        "requests": len(latencies),
+        "req_per_s": round(len(latencies) / sum(s.seconds for s in samples), 1),
+        "req_per_s_by_round": [round(len(s.latencies) / s.seconds, 1) for s in samples],
+        "p50_ms": ms(percentile(latencies, 50)),
+        "p99_ms": ms(percentile(latencies, 99)),
+        "statuses": statuses,
+        "served_by": served,
+    }
+
+
+def run(rounds: int = 4, seconds: float = 2.5, concurrency: tuple[int, ...] = (1, 8), delay_ms: float = 10.0,
+        churn: float = 0.1) -> dict:
+    work = workdir()
+    upstream = Upstream(3, delay_ms=delay_ms)
+    churn_upstream = Upstream(3, delay_ms=delay_ms, churn_429=churn)
+    proxies = []
+    try:
+        proxies = [plain_proxy(upstream, work), pool_proxy(upstream, work), pool_proxy(churn_upstream, work)]
+        targets = [direct_target(upstream), plain_target(upstream, proxies[0]), pool_target(proxies[1]),
+                   pool_target(proxies[2], f"pool, {churn:.0%} 429 churn")]
+        levels = {c: measure(targets, rounds, seconds, c) for c in concurrency}
+    finally:
+        for p in proxies:
+            p.stop()
+        upstream.stop()
+        churn_upstream.stop()
+    return {
+        "benchmark": "overhead",
+        "machine": machine(),
+        "settings": {"rounds": rounds, "seconds_per_round": seconds, "upstream_delay_ms": delay_ms,
+                     "churn_429": churn, "churn_retry_after_ms": 20},
+        "by_concurrency": levels,
+    }
+
+
+def measure(targets: list[Target], rounds: int, seconds: float, concurrency: int) -> dict:
+    samples: dict[str, list[Sample]] = {t.name: [] for t in targets}
+    for r in range(rounds):  # rotated order: no mode always runs first or last
+        for target in targets[r % len(targets):] + targets[:r % len(targets)]:
+            samples[target.name].append(asyncio.run(run_load(target, concurrency, seconds)))
+    plain, pool = samples["mitmdump"], samples["pool"]
+    throughput_ratio = [len(b.latencies) / b.seconds / (len(a.latencies) / a.seconds) for a, b in zip(plain, pool)]
+    p50_delta = [percentile(b.latencies, 50) - percentile(a.latencies, 50) for a, b in zip(plain, pool)]
+    return {
+        "modes": {name: summarise(s) for name, s in samples.items()},
+        "pool_vs_mitmdump": {
+            "throughput_ratio_median": round(median(throughput_ratio), 3),
+            "throughput_ratio_by_round": [round(x, 3) for x in throughput_ratio],
+            "p50_delta_ms_median": ms(median(p50_delta)),
+            "p50_delta_ms_by_round": [ms(x) for x in p50_delta],
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=2.5, help="per mode per round")
+    parser.add_argument("--concurrency", default="1,8", help="comma-separated levels, each measured in full")
+    parser.add_argument("--delay-ms", type=float, default=10.0, help="the fake's delay before each answer")
+    parser.add_argument("--churn", type=float, default=0.1, help="fraction of upstream answers that are 429s in mode (4)")
+    a = parser.parse_args()
+    dump(run(a.rounds, a.seconds, tuple(int(c) for c in a.concurrency.split(",")), a.delay_ms, a.churn))
+
+
+if __name__ == "__main__":
+    main()
