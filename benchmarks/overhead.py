@@ -6,7 +6,7 @@ Fixed concurrency, one keep-alive connection per worker (HTTPS through the proxi
 upstream with a fixed delay. Modes run in interleaved, rotated rounds so that background load hits all of them
 alike; the ratio (3)/(2) is taken per round (paired) and its median reported.
 
-    .venv/bin/python benchmarks/overhead.py [--rounds 4 --seconds 2.5 --concurrency 1,8 --delay-ms 10]
+    .venv/bin/python benchmarks/overhead.py [--rounds 6 --seconds 1.5 --concurrency 1,8 --delay-ms 10]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def summarise(samples: list[Sample]) -> dict:
     }
 
 
-def run(rounds: int = 4, seconds: float = 2.5, concurrency: tuple[int, ...] = (1, 8), delay_ms: float = 10.0,
+def run(rounds: int = 6, seconds: float = 1.5, concurrency: tuple[int, ...] = (1, 8), delay_ms: float = 10.0,
         churn: float = 0.1) -> dict:
     work = workdir()
     upstream = Upstream(3, delay_ms=delay_ms)
@@ -84,8 +84,8 @@ def measure(targets: list[Target], rounds: int, seconds: float, concurrency: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=2.5, help="per mode per round")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=1.5, help="per mode per round")
     parser.add_argument("--concurrency", default="1,8", help="comma-separated levels, each measured in full")
     parser.add_argument("--delay-ms", type=float, default=10.0, help="the fake's delay before each answer")
     parser.add_argument("--churn", type=float, default=0.1, help="fraction of upstream answers that are 429s in mode (4)")

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Run every benchmark, one after another, and print a Markdown summary (the README's Benchmarks section).
+
+    .venv/bin/python benchmarks/run_all.py            # a few minutes on 2 cores
+    .venv/bin/python benchmarks/run_all.py --quick    # fewer rounds, for a smoke check
+
+Full results go to benchmarks/results/latest.json and the summary to benchmarks/results/latest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import concurrency
+import overhead
+import profiling
+import scaling
+import startup
+import streaming
+from common import machine
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def benchmarks(quick: bool) -> dict:
+    q = quick
+    return {
+        "overhead": lambda: overhead.run(rounds=2 if q else 6, seconds=1.5),
+        "streaming": lambda: streaming.run(rounds=2 if q else 4, streams=20 if q else 40),
+        "concurrency": lambda: concurrency.run(count=3 if q else 6),
+        "scaling": lambda: scaling.run(ops=4000 if q else 20000),
+        "startup": lambda: startup.run(runs=1 if q else 3),
+        "profile": lambda: profiling.run(seconds=5 if q else 10),
+    }
+
+
+def summary(r: dict, started: dict, seconds: float) -> str:
+    out = [f"Machine: {started['nproc']} cores (`nproc`), load average {started['loadavg_1m']} at the start; "
+           f"Python {started['python']}; all benchmarks took {seconds:.0f} s.", ""]
+    o = r["overhead"]
+    s = o["settings"]
+    out += [f"**Overhead** (upstream delay {s['upstream_delay_ms']:.0f} ms, {s['rounds']} interleaved rounds of "
+            f"{s['seconds_per_round']} s per mode; churn: {s['churn_429']:.0%} of upstream answers are 429 with "
+            f"`retry-after-ms: {s['churn_retry_after_ms']}`)", "",
+            "| concurrency | mode | req/s | p50 ms | p99 ms | answers |", "|---|---|---|---|---|---|"]
+    for level, block in o["by_concurrency"].items():
+        for mode, m in block["modes"].items():
+            answers = ", ".join(f"{k}: {v}" for k, v in sorted(m["statuses"].items()))
+            out.append(f"| {level} | {mode} | {m['req_per_s']} | {m['p50_ms']} | {m['p99_ms']} | {answers} |")
+    out.append("")
+    for level, block in o["by_concurrency"].items():
+        c = block["pool_vs_mitmdump"]
+        out.append(f"- concurrency {level}: pool / plain mitmdump throughput **{c['throughput_ratio_median']}** "
+                   f"(per round {c['throughput_ratio_by_round']}), p50 difference **{c['p50_delta_ms_median']} ms** "
+                   f"(per round {c['p50_delta_ms_by_round']})")
+    st = r["streaming"]
+    out += ["", f"**Streaming**: first SSE event, from the upstream's `sent_at` to the client "
+            f"({st['settings']['rounds']} rounds x {st['settings']['streams_per_round']} streams per path, "
+            f"{st['failed_streams']} failed)", "", "| path | p50 ms | p99 ms |", "|---|---|---|"]
+    for path, v in st["first_chunk_ms"].items():
+        out.append(f"| {path} | {v['p50']} | {v['p99']} |")
+    out += ["", f"pool minus plain mitmdump, median of per-round p50s: **{st['pool_minus_mitmdump_p50_ms_median']} ms**"]
+    c = r["concurrency"]
+    cs = c["settings"]
+    out += ["", f"**Concurrency**: {cs['waves']} waves of {cs['streams']} concurrent SSE streams "
+            f"({cs['events_per_stream']} events, {cs['event_interval_ms']:.0f} ms apart): **{c['failed_streams']} failed**; "
+            f"in flight peaked at {c['peak_in_flight']} and was {c['in_flight_after_each_wave']} after each wave; "
+            f"mitmdump VmRSS idle {c['rss_idle_kib'] // 1024} MiB, after each wave "
+            f"{[k // 1024 for k in c['rss_after_each_wave_kib']]} MiB (growth from wave 2 on: "
+            f"{c['rss_growth_from_wave_2_kib'] / 1024:.1f} MiB)"]
+    sc = r["scaling"]
+    sizes = sc["settings"]["sizes"]
+    out += ["", f"**Pool scaling** (pure core, acquire + release, {sc['settings']['in_flight']} in flight; "
+            "p50 / p99 in µs)", "", "| strategy | " + " | ".join(f"{n} accounts" for n in sizes) + " |",
+            "|---|" + "---|" * len(sizes)]
+    for strategy, by_size in sc["acquire_release"].items():
+        cells = [f"{by_size[str(n)]['p50_us']} / {by_size[str(n)]['p99_us']}" for n in sizes]
+        out.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    out += ["", f"Memory: {sc['memory_bytes_per_account']} bytes per account (config, state and token). "
+            f"Target p99 <= {sc['target_p99_us_at_largest']} µs at {sizes[-1]}: worst is {sc['worst_p99_us_at_largest']} µs."]
+    su = r["startup"]
+    out += ["", f"**Start-up**: {su['settings']['accounts']} accounts, token exchange {su['settings']['exchange_delay_ms']:.0f} ms "
+            f"each: all active {[x['all_active_after_listening_ms'] for x in su['runs']]} ms after mitmdump listens "
+            f"(target {su['target_ms']} ms)"]
+    p = r["profile"]
+    if "skipped" in p:
+        out += ["", f"**Profile**: skipped ({p['skipped']})"]
+    else:
+        out += ["", f"**Profile** (py-spy, {p['settings']['seconds']:.0f} s at concurrency {p['settings']['concurrency']}, "
+                f"{p['settings']['churn_429']:.0%} churn, {p['busy_samples']} busy samples): the addon's code is "
+                f"**{p['addon_inclusive_pct']}%** of mitmdump's busy time.", "",
+                "| addon function (inclusive) | % | hottest functions (self) | % |", "|---|---|---|---|"]
+        addon = list(p["addon_functions_inclusive_pct"].items())[:6]
+        top = list(p["top_self_pct"].items())[:6]
+        for i in range(max(len(addon), len(top))):
+            a = addon[i] if i < len(addon) else ("", "")
+            t = top[i] if i < len(top) else ("", "")
+            out.append(f"| {a[0]} | {a[1]} | {t[0]} | {t[1]} |")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke check, not figures to publish")
+    a = parser.parse_args()
+    started, begin = machine(), time.monotonic()
+    results = {}
+    for name, bench in benchmarks(a.quick).items():
+        t = time.monotonic()
+        print(f"{name} ...", flush=True)
+        results[name] = bench()
+        print(f"{name} done in {time.monotonic() - t:.0f} s", flush=True)
+    seconds = time.monotonic() - begin
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps({"machine_at_start": started, "machine_at_end": machine(),
+                                                     "seconds": round(seconds), **results}, indent=2))
+    text = summary(json.loads(json.dumps(results)), started, seconds)
+    (RESULTS / "latest.md").write_text(text)
+    print("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
