@@ -22,6 +22,7 @@ from common import Upstream, dump, machine, pool_proxy, pool_target, run_load, w
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:()]+)(?::\d+)?\)$")
+PREFIX = re.compile(r"^.*/(site-packages|addon|lib/python3\.\d+)/")  # keep the package-relative path
 ADDON_FILES = "copilot_pool/"
 
 
@@ -34,12 +35,7 @@ def where(frame: str) -> str:
     m = FRAME.match(frame)
     if not m:
         return frame
-    path = m["file"]
-    for marker in ("site-packages/", "addon/", "lib/python3"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    return f"{path}:{m['func']}"
+    return f"{PREFIX.sub('', m['file'])}:{m['func']}"
 
 
 def analyse(raw: str, top: int = 12) -> dict:
