@@ -31,6 +31,7 @@ def benchmarks(quick: bool) -> dict:
         "overhead": lambda: overhead.run(rounds=2 if q else 6, seconds=1.5),
         "streaming": lambda: streaming.run(rounds=2 if q else 4, streams=20 if q else 40),
         "concurrency": lambda: concurrency.run(count=3 if q else 6),
+        "concurrency_plain": lambda: concurrency.run(count=3 if q else 6, plain=True),
         "scaling": lambda: scaling.run(ops=4000 if q else 20000),
         "startup": lambda: startup.run(runs=1 if q else 3),
         "profile": lambda: profiling.run(seconds=5 if q else 10),
@@ -63,14 +64,18 @@ def summary(r: dict, started: dict, seconds: float) -> str:
     for path, v in st["first_chunk_ms"].items():
         out.append(f"| {path} | {v['p50']} | {v['p99']} |")
     out += ["", f"pool minus plain mitmdump, median of per-round p50s: **{st['pool_minus_mitmdump_p50_ms_median']} ms**"]
-    c = r["concurrency"]
+    c, cp = r["concurrency"], r["concurrency_plain"]
     cs = c["settings"]
+
+    def rss(x: dict) -> str:
+        return (f"idle {x['rss_idle_kib'] // 1024} MiB, after each wave {[k // 1024 for k in x['rss_after_each_wave_kib']]} "
+                f"MiB, growth over the last half {x['rss_growth_last_half_kib'] / 1024:.1f} MiB")
+
     out += ["", f"**Concurrency**: {cs['waves']} waves of {cs['streams']} concurrent SSE streams "
-            f"({cs['events_per_stream']} events, {cs['event_interval_ms']:.0f} ms apart): **{c['failed_streams']} failed**; "
-            f"in flight peaked at {c['peak_in_flight']} and was {c['in_flight_after_each_wave']} after each wave; "
-            f"mitmdump VmRSS idle {c['rss_idle_kib'] // 1024} MiB, after each wave "
-            f"{[k // 1024 for k in c['rss_after_each_wave_kib']]} MiB (growth from wave 2 on: "
-            f"{c['rss_growth_from_wave_2_kib'] / 1024:.1f} MiB)"]
+            f"({cs['events_per_stream']} events, {cs['event_interval_ms']:.0f} ms apart) through the pool: "
+            f"**{c['failed_streams']} failed**; in flight (read inside mitmdump) peaked at {c['peak_in_flight']} and was "
+            f"{c['in_flight_after_each_wave']} after each wave. mitmdump's VmRSS with the pool: {rss(c)}; "
+            f"plain mitmdump, same waves ({cp['failed_streams']} failed): {rss(cp)}."]
     sc = r["scaling"]
     sizes = sc["settings"]["sizes"]
     out += ["", f"**Pool scaling** (pure core, acquire + release, {sc['settings']['in_flight']} in flight; "
