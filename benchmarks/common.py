@@ -33,6 +33,9 @@ PROBE_URL = "http://copilot-pool.probe/in-flight"
 COPILOT_HOST = "api.individual.githubcopilot.com"
 CLIENT_CREDENTIAL = "gho_benchmark_client_own_token"  # a GitHub-kind credential, as the Copilot CLI sends
 CHAT_BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+# mitmdump prints every flow by default; into a pipe read by the loaded benchmark process that blocks mitmdump's
+# writes now and then, noise that is the same with and without the addon. Logs (the pool's own lines) still print.
+QUIET = {"flow_detail": 0}
 
 
 class Upstream:
@@ -76,7 +79,7 @@ def pool_proxy(upstream: Upstream, work: Path, *, probe: bool = False, options: 
     accounts = write_accounts(work / f"accounts-{time.monotonic_ns()}.json", upstream.accounts)
     args = ["-s", str(PROBE)] if probe else []
     proxy = Mitmdump(work / f"confdir-{time.monotonic_ns()}",
-                     {"pool_accounts": accounts, "pool_github_api": upstream.base_url, **(options or {})}, args=args)
+                     {**QUIET, "pool_accounts": accounts, "pool_github_api": upstream.base_url, **(options or {})}, args=args)
     wait_active(proxy, len(upstream.accounts), timeout)
     return proxy
 
@@ -93,7 +96,7 @@ def wait_active(proxy: Mitmdump, count: int, timeout: float) -> None:
 def plain_proxy(upstream: Upstream, work: Path, *, stream_sse: bool = False) -> Mitmdump:
     """mitmdump without the addon; the built-in map_remote sends the Copilot host to the fake (plain HTTP, as
     the pool does), so both proxies do the same network work. `stream_sse`: relay event streams as they come."""
-    options = {"map_remote": f"|https://{COPILOT_HOST.replace('.', chr(92) + '.')}|{upstream.base_url}"}
+    options = {**QUIET, "map_remote": f"|https://{COPILOT_HOST.replace('.', chr(92) + '.')}|{upstream.base_url}"}
     args = ["-s", str(STREAM_SSE)] if stream_sse else []
     return Mitmdump(work / f"confdir-{time.monotonic_ns()}", options, addon=False, args=args)
 
