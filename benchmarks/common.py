@@ -1,5 +1,5 @@
 """What the benchmarks share: the fake upstream as its own process, mitmdump set-ups, a fixed-concurrency load
-generator, percentiles, the probe and process memory.
+generator, percentiles, the pool's in-flight count and process memory.
 
 The fake runs as a separate process (its CLI) so that neither it nor the load generator steals the other's GIL;
 mitmdump runs as a subprocess exactly as users run it.
@@ -27,9 +27,8 @@ sys.path.insert(0, str(ROOT / "addon"))
 
 from mitmdump_process import PROXY_ENV_VARS, Mitmdump, write_accounts  # noqa: E402
 
-PROBE = ROOT / "benchmarks" / "probe.py"
 STREAM_SSE = ROOT / "benchmarks" / "stream_sse.py"
-PROBE_URL = "http://copilot-pool.probe/in-flight"
+STATUS_URL = "http://copilot-pool/status.json"  # the addon's status page, answered inside mitmdump
 COPILOT_HOST = "api.individual.githubcopilot.com"
 CLIENT_CREDENTIAL = "gho_benchmark_client_own_token"  # a GitHub-kind credential, as the Copilot CLI sends
 CHAT_BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -73,13 +72,11 @@ def workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="copilot-pool-bench-"))
 
 
-def pool_proxy(upstream: Upstream, work: Path, *, probe: bool = False, options: dict | None = None,
-               timeout: float = 30.0) -> Mitmdump:
+def pool_proxy(upstream: Upstream, work: Path, *, options: dict | None = None, timeout: float = 30.0) -> Mitmdump:
     """mitmdump with the pool addon over all of `upstream`'s accounts, once every account is active."""
     accounts = write_accounts(work / f"accounts-{time.monotonic_ns()}.json", upstream.accounts)
-    args = ["-s", str(PROBE)] if probe else []
     proxy = Mitmdump(work / f"confdir-{time.monotonic_ns()}",
-                     {**QUIET, "pool_accounts": accounts, "pool_github_api": upstream.base_url, **(options or {})}, args=args)
+                     {**QUIET, "pool_accounts": accounts, "pool_github_api": upstream.base_url, **(options or {})})
     wait_active(proxy, len(upstream.accounts), timeout)
     return proxy
 
@@ -203,12 +200,12 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def probe(proxy: Mitmdump) -> dict:
-    """In-flight totals as the proxy itself sees them (benchmarks/probe.py, loaded with -s beside the addon)."""
+def in_flight(proxy: Mitmdump) -> int:
+    """Requests in flight over all accounts, as the pool inside mitmdump counts them (its status page)."""
     with httpx.Client(proxy=f"http://127.0.0.1:{proxy.port}", trust_env=False, timeout=10) as client:
-        response = client.get(PROBE_URL)
+        response = client.get(STATUS_URL)
     response.raise_for_status()
-    return response.json()
+    return sum(account["in_flight"] for account in response.json()["accounts"])
 
 
 def machine() -> dict:

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Concurrency: waves of 200 concurrent SSE streams through mitmdump with the pool addon. Checks that no stream
 fails (every one gets all its events and [DONE]), that mitmdump's resident memory (VmRSS from /proc) stays flat
-from wave to wave, and that the pool's in-flight count (read inside mitmdump by benchmarks/probe.py) reaches the
-number of open streams and returns to zero after each wave.
+from wave to wave, and that the pool's in-flight count (from its status page, http://copilot-pool/status.json)
+reaches the number of open streams and returns to zero after each wave. `--plain`: the same waves through plain
+mitmdump, the baseline for its memory.
 
     .venv/bin/python benchmarks/concurrency.py [--streams 200 --waves 6 --chunks 8 --interval-ms 250] [--plain]
 """
@@ -16,7 +17,7 @@ import time
 import httpx
 
 from common import (CHAT_BODY, Target, Upstream, dump, machine, plain_proxy, plain_target, pool_proxy, pool_target,
-                    probe, rss_kib, workdir)
+                    in_flight, rss_kib, workdir)
 
 
 async def one_stream(client: httpx.AsyncClient, target: Target, chunks: int) -> bool:
@@ -31,31 +32,31 @@ async def one_stream(client: httpx.AsyncClient, target: Target, chunks: int) -> 
     return body.count(b"data: {") == chunks and body.endswith(b"data: [DONE]\n\n")
 
 
-async def wave(client: httpx.AsyncClient, target: Target, streams: int, chunks: int, pid: int, with_probe: bool) -> dict:
+async def wave(client: httpx.AsyncClient, target: Target, streams: int, chunks: int, pid: int, pooled: bool) -> dict:
     started = time.monotonic()
     tasks = [asyncio.create_task(one_stream(client, target, chunks)) for _ in range(streams)]
     peak_rss, peak_in_flight = 0, 0
     while not all(t.done() for t in tasks):  # sample while the streams run
         peak_rss = max(peak_rss, rss_kib(pid))
-        if with_probe:
-            peak_in_flight = max(peak_in_flight, (await asyncio.to_thread(probe, target.proxy))["in_flight"])
+        if pooled:
+            peak_in_flight = max(peak_in_flight, await asyncio.to_thread(in_flight, target.proxy))
         await asyncio.sleep(0.2)
     ok = sum(await asyncio.gather(*tasks))
     seconds = time.monotonic() - started
     deadline = time.monotonic() + 10
     after = None
-    while with_probe and (after := (await asyncio.to_thread(probe, target.proxy))["in_flight"]) and time.monotonic() < deadline:
+    while pooled and (after := await asyncio.to_thread(in_flight, target.proxy)) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-    if not with_probe:
+    if not pooled:
         await asyncio.sleep(0.5)  # let mitmdump finish with the last flows before reading its memory
     return {"seconds": round(seconds, 1), "ok": ok, "failed": streams - ok, "peak_in_flight": peak_in_flight, "in_flight_after": after,
             "peak_rss_kib": peak_rss, "rss_after_kib": rss_kib(pid)}
 
 
-async def waves(target: Target, streams: int, count: int, chunks: int, pid: int, with_probe: bool) -> list[dict]:
+async def waves(target: Target, streams: int, count: int, chunks: int, pid: int, pooled: bool) -> list[dict]:
     limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
     async with target.client(limits=limits) as client:
-        return [await wave(client, target, streams, chunks, pid, with_probe) for _ in range(count)]
+        return [await wave(client, target, streams, chunks, pid, pooled) for _ in range(count)]
 
 
 def run(streams: int = 200, count: int = 6, chunks: int = 8, interval_ms: float = 250.0, plain: bool = False) -> dict:
@@ -68,12 +69,12 @@ def run(streams: int = 200, count: int = 6, chunks: int = 8, interval_ms: float 
             proxy = plain_proxy(upstream, work, stream_sse=True)
             target = plain_target(upstream, proxy)
         else:
-            proxy = pool_proxy(upstream, work, probe=True)
+            proxy = pool_proxy(upstream, work)
             target = pool_target(proxy)
         pid = proxy.process.pid
         rss_idle = rss_kib(pid)
         started = time.monotonic()
-        results = asyncio.run(waves(target, streams, count, chunks, pid, with_probe=not plain))
+        results = asyncio.run(waves(target, streams, count, chunks, pid, pooled=not plain))
         seconds = time.monotonic() - started
     finally:
         if proxy:

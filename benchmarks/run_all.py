@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -73,7 +75,7 @@ def summary(r: dict, started: dict, seconds: float) -> str:
 
     out += ["", f"**Concurrency**: {cs['waves']} waves of {cs['streams']} concurrent SSE streams "
             f"({cs['events_per_stream']} events, {cs['event_interval_ms']:.0f} ms apart) through the pool: "
-            f"**{c['failed_streams']} failed**; in flight (read inside mitmdump) peaked at {c['peak_in_flight']} and was "
+            f"**{c['failed_streams']} failed**; in flight (from the status page) peaked at {c['peak_in_flight']} and was "
             f"{c['in_flight_after_each_wave']} after each wave. mitmdump's VmRSS with the pool: {rss(c)}; "
             f"plain mitmdump, same waves ({cp['failed_streams']} failed): {rss(cp)}."]
     sc = r["scaling"]
@@ -111,6 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke check, not figures to publish")
     a = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every benchmark stops its processes
     started, begin = machine(), time.monotonic()
     results = {}
     for name, bench in benchmarks(a.quick).items():

@@ -1,4 +1,4 @@
-"""The benchmarks' own machinery: the in-process probe they read in-flight counts from, and their arithmetic.
+"""The benchmarks' own machinery: how they read the pool's in-flight count, and their arithmetic.
 (The benchmarks themselves are scripts, never timed tests: benchmarks/run_all.py.)"""
 
 from __future__ import annotations
@@ -6,37 +6,28 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from common import PROBE, percentile, probe  # noqa: E402
+from common import in_flight, percentile  # noqa: E402
 from mitmdump_process import write_accounts  # noqa: E402
 from profiling import analyse, where  # noqa: E402
 
 
-def test_probe_sees_a_running_stream_in_flight_and_then_none(start_proxy, fake, tmp_path):
+def test_in_flight_counts_a_running_stream_and_then_none(start_proxy, fake, tmp_path):
     accounts = write_accounts(tmp_path / "accounts.json", [{"name": "alice", "github_token": "gho_alice_secret_0001"}])
-    proxy = start_proxy({"pool_accounts": accounts, "pool_github_api": fake.base_url}, args=["-s", str(PROBE)])
+    proxy = start_proxy({"pool_accounts": accounts, "pool_github_api": fake.base_url})
     proxy.wait_for(r"pool: account alice active")
-    assert probe(proxy) == {"in_flight": 0, "accounts": 1, "states": {"active": 1}}
+    assert in_flight(proxy) == 0
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     with proxy.client() as client, client.stream(
         "POST", "https://api.individual.githubcopilot.com/chat/completions",
         headers={"authorization": "Bearer tid=client-own-token"}, json=body,
     ) as response:
         chunks = response.iter_raw()
-        assert b"data: " in next(chunks)  # the stream is open: its lease is held
-        assert probe(proxy)["in_flight"] == 1
+        assert b"data: " in next(chunks)  # the stream is open: its account holds it
+        assert in_flight(proxy) == 1
         assert b"[DONE]" in b"".join(chunks)
-    assert probe(proxy)["in_flight"] == 0
-
-
-def test_probe_answers_only_its_own_host(start_proxy, fake):
-    proxy = start_proxy({"pool_github_api": fake.base_url}, args=["-s", str(PROBE)])
-    with httpx.Client(proxy=f"http://127.0.0.1:{proxy.port}", trust_env=False, timeout=10) as client:
-        response = client.get(f"{fake.base_url}/copilot-pool.probe/in-flight")
-    assert response.status_code == 404 and "in_flight" not in response.text  # the fake answered, not the probe
+    assert in_flight(proxy) == 0
 
 
 def test_percentile_is_nearest_rank():
