@@ -83,11 +83,14 @@ def show_pooling(client) -> None:
 
 def show_cooldown(client, fake: FakeCopilot) -> None:
     fake.inject("carol", 429, headers={"retry-after": "30"})
-    print("\n2. carol is rate limited by upstream (429, Retry-After: 30); the pool cools her and moves on:")
+    print("\n2. carol is rate limited by upstream (429, Retry-After: 30); the pool cools her, sends the request")
+    print("   again on another account, and the client never sees the 429:")
+    seen = len(fake.entries())
     for i in range(6):
         response = chat(client)
-        note = " <- 429 handed back, carol cooling" if response.status_code == 429 else ""
-        print(f"   request {i + 1}: {response.status_code}, served by {response.headers.get('x-fake-account')}{note}")
+        print(f"   request {i + 1}: {response.status_code}, served by {response.headers.get('x-fake-account')}")
+    answers = [f"{e.account} {e.status}" for e in fake.entries()[seen:] if not e.path.startswith("/copilot_internal")]
+    print(f"   upstream answered, in order: {', '.join(answers)}")
 
 
 def show_streaming(client) -> None:

@@ -68,6 +68,7 @@ class LogEntry:
     credential_kind: str | None  # "copilot" | "github" | None
     status: int                  # 0 = connection dropped on purpose
     credential: str | None       # raw credential value, so tests can check it never leaks
+    request_id: str | None = None  # the client's X-Request-Id, so tests can follow one request
 
 
 @dataclasses.dataclass
@@ -397,7 +398,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, account, kind, status, credential) -> None:  # call with the lock held
         self.fake.log.append(LogEntry(time.time(), self.command, self.headers.get("Host", ""), self.path,
-                                      account, kind, status, credential))
+                                      account, kind, status, credential, self.headers.get("X-Request-Id")))
 
     def _credential(self, schemes: tuple[str, ...]) -> str | None:
         scheme, _, value = self.headers.get("Authorization", "").strip().partition(" ")

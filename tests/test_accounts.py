@@ -83,3 +83,17 @@ def test_legacy_token_sources(tmp_path):
     assert legacy_account(str(token_file), {"GITHUB_TOKEN": "gho_env2"}).github_token == "gho_env2"
     assert legacy_account(str(token_file), {}).github_token == "gho_fromfile"
     assert legacy_account(str(tmp_path / "none"), {}) is None
+
+
+def test_concurrency_weight_priority(tmp_path):
+    path = write(tmp_path, {"accounts": [
+        {"name": "alice", "github_token": "gho_a", "max_concurrency": 4, "weight": 3, "priority": 1},
+        {"name": "bob", "github_token": "gho_b"},
+    ]})
+    alice, bob = load_accounts_file(path, {})
+    assert (alice.max_concurrency, alice.weight, alice.priority) == (4, 3, 1)
+    assert (bob.max_concurrency, bob.weight, bob.priority) == (None, 1, 0)
+    message = error_for(tmp_path, {"accounts": [{"name": "alice", "github_token": SECRET, "weight": 0}]})
+    assert "accounts[0] 'alice': field 'weight'" in message
+    message = error_for(tmp_path, {"accounts": [{"name": "alice", "github_token": SECRET, "max_concurrency": "2"}]})
+    assert "field 'max_concurrency'" in message

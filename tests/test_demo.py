@@ -15,8 +15,8 @@ def test_demo_runs_end_to_end():
     out = result.stdout
     for name in ("alice", "bob", "carol"):
         assert f"served by {name}" in out
-    assert "429, served by carol" in out and re.search(r"carol cooling until \S+ \((30|29)s\)", out)
-    after_429 = out.split("429, served by carol")[1].split("3. a streamed")[0]
-    assert "served by carol" not in after_429
+    cooldown = out.split("2. carol is rate limited")[1].split("3. a streamed")[0]
+    assert cooldown.count(": 200, served by") == 6 and "served by carol" not in cooldown
+    assert "carol 429" in cooldown and re.search(r"carol cooling until \S+ \((30|29)s\)", out)
     assert out.count("chunk ") == 4
     assert "gho_demo_" not in out and "tid=" not in out

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 AccountType = Literal["individual", "business", "enterprise"]
 LEGACY_ACCOUNT_NAME = "default"
@@ -32,6 +32,9 @@ class AccountConfig:
     github_token: str = field(repr=False)
     account_type: str = "individual"
     enabled: bool = True
+    max_concurrency: int | None = None  # requests in flight at once on this account; None: no limit
+    weight: int = 1  # share of the traffic relative to the other accounts (least-busy, weighted)
+    priority: int = 0  # tier: 0 is tried first; a higher number only when every lower-numbered tier is unavailable
     token_file: Path | None = field(default=None, compare=False)  # watched for changes; not part of the identity
 
 
@@ -55,6 +58,9 @@ class _AccountEntry(BaseModel):
     github_token_env: str | None = None
     account_type: AccountType = "individual"
     enabled: bool = True
+    max_concurrency: Annotated[int, Field(ge=1)] | None = None
+    weight: Annotated[int, Field(ge=1, le=1000)] = 1
+    priority: Annotated[int, Field(ge=0, le=100)] = 0
 
     @model_validator(mode="after")
     def _one_token_source(self) -> _AccountEntry:
@@ -99,7 +105,18 @@ def parse_accounts(raw: str, path: Path, environ: dict[str, str]) -> list[Accoun
             raise AccountsFileError(f"accounts file {path}: {where}: field 'name': duplicate account name")
         seen.add(entry.name)
         token, token_file = _resolve_token(entry, path, environ, where)
-        configs.append(AccountConfig(entry.name, token, entry.account_type, entry.enabled, token_file))
+        configs.append(
+            AccountConfig(
+                entry.name,
+                token,
+                entry.account_type,
+                entry.enabled,
+                max_concurrency=entry.max_concurrency,
+                weight=entry.weight,
+                priority=entry.priority,
+                token_file=token_file,
+            )
+        )
     return configs
 
 

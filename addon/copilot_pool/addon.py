@@ -1,8 +1,10 @@
 """The mitmproxy layer: options, hooks and commands mapped onto the pure pool core.
 
-Read top to bottom, a pooled request goes: `request` (pick an account, swap the credential, send it to that
-account's endpoint) -> `responseheaders` (stream SSE) -> `response` (a 429 becomes a cooldown, a 401 a token
-refresh; count the request out; redact the credential kept in the flow) or `error` (count it out, redact).
+Read top to bottom, a pooled request goes: `request` (pick an account, or wait in line for one; swap the
+credential, send it to that account's endpoint) -> `responseheaders` (stream SSE) -> `response` (classify the
+answer; cool, refresh or credit the account; when the answer says "another account" and no byte reached the
+client, send it again on another account with our own client; count every attempt out; redact the credential
+kept in the flow) or `error` (count it out, redact).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,28 +22,65 @@ from mitmproxy import command, ctx, exceptions, http
 
 from . import watch
 from .accounts import AccountConfig, AccountsFileError, legacy_account, load_accounts_file
-from .cooldown import retry_after_seconds
-from .pool import Lease, NoAccountAvailable
+from .affinity import Affinity, conversation_key
+from .classify import Outcome, Verdict, classify, connection_error
+from .pool import Account, Lease, NoAccountAvailable
+from .quota import from_headers, http_fetch_user, poll_forever
 from .routing import Route, route_for, sends_github_token
 from .service import PoolService, UnknownAccount
 from .strategies import DEFAULT_STRATEGY, STRATEGIES
 from .tokens import DEFAULT_GITHUB_API, http_exchange
+from .waiting import WaitQueue
 
 log = logging.getLogger("copilot_pool")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per token exchange is noise in mitmproxy's log
 
 DEFAULT_TOKEN_FILE = "~/.local/share/copilot-api/github_token"
 DEFAULT_COOLDOWN = 60
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_MAX_WAIT = 30
+DEFAULT_AFFINITY_TTL = 3600
+DEFAULT_QUOTA_POLL = 300
 COOLING_MARKER = ":hourglass:"
+# Not forwarded when we send a request again ourselves: hop-by-hop, or recomputed by the client.
+NOT_RESENT = frozenset({b"host", b"content-length", b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"transfer-encoding", b"te", b"upgrade"})
+NOT_RETURNED = frozenset({b"content-length", b"connection", b"keep-alive", b"transfer-encoding"})
+
+
+@dataclass(eq=False)
+class Pooled:
+    """One pooled client request: the attempt in progress and the ones before it."""
+
+    lease: Lease  # the current attempt's claim; every attempt holds its own and releases it exactly once
+    route: Route
+    github_credential: bool  # the client sent a GitHub token (Copilot CLI), not a Copilot token
+    conversation: str | None
+    token_generation: int = 0  # the current account's token generation when the attempt was sent
+    tried: list[Account] = field(default_factory=list)  # one entry per attempt
+    exclude: list[Account] = field(default_factory=list)  # not to be tried again (connection errors)
+    attempts: list[dict] = field(default_factory=list)  # what each attempt got, for flow.metadata
+
+    def switch(self, lease: Lease) -> None:
+        self.lease.release()
+        self.lease = lease
 
 
 class CopilotPool:
     def __init__(self) -> None:
-        # The addon's own client ignores HTTPS_PROXY: it often points at this very proxy.
+        # The addon's own clients ignore HTTPS_PROXY: it often points at this very proxy.
         self.client = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(20.0))
+        # Re-sent inference requests: answers can take minutes; many run at once.
+        self.upstream = httpx.AsyncClient(
+            trust_env=False,
+            timeout=httpx.Timeout(600.0, connect=10.0),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        )
         self.service = PoolService(http_exchange(self.client, lambda: ctx.options.pool_github_api))
+        self.waits = WaitQueue(self.service.pool)
+        self.service.pool.on_release = self.waits.wake
+        self.affinity = Affinity(self.service.clock, DEFAULT_AFFINITY_TTL)
         self.passthrough = True  # no account source configured: leave all traffic alone
-        self.leases: dict[str, Lease] = {}  # flow id -> the account it holds, until response or error
+        self.pooled: dict[str, Pooled] = {}  # flow id -> its request's attempts, until response or error
         self.background: set[asyncio.Task] = set()
         self.watcher_task: asyncio.Task | None = None
 
@@ -49,9 +89,13 @@ class CopilotPool:
     def load(self, loader) -> None:
         loader.add_option("pool_accounts", str, "", "Path of the accounts file (JSON). Unset: a single account from GH_TOKEN, GITHUB_TOKEN or pool_github_token_file.")
         loader.add_option("pool_strategy", str, DEFAULT_STRATEGY, "How to pick an account per request.", choices=list(STRATEGIES))
-        loader.add_option("pool_github_api", str, DEFAULT_GITHUB_API, "Base URL of the GitHub API used for the Copilot token exchange (GitHub Enterprise data residency: https://api.<tenant>.ghe.com).")
+        loader.add_option("pool_github_api", str, DEFAULT_GITHUB_API, "Base URL of the GitHub API used for the Copilot token exchange and quota (GitHub Enterprise data residency: https://api.<tenant>.ghe.com).")
         loader.add_option("pool_github_token_file", str, DEFAULT_TOKEN_FILE, "Legacy single-token file, used when pool_accounts is unset.")
         loader.add_option("pool_cooldown", int, DEFAULT_COOLDOWN, "Seconds to cool an account after a 429 that carries no Retry-After.")
+        loader.add_option("pool_max_attempts", int, DEFAULT_MAX_ATTEMPTS, "Accounts a request may try (429, 402, 401, connection error: the next one) before its answer goes back to the client.")
+        loader.add_option("pool_max_wait", int, DEFAULT_MAX_WAIT, "Seconds a request may wait, in line, for an account when none can take it now (0: answer 429 at once).")
+        loader.add_option("pool_affinity_ttl", int, DEFAULT_AFFINITY_TTL, "Seconds a conversation (X-Interaction-Id, else VScode-SessionId) stays bound to its account after its last turn (0: no affinity).")
+        loader.add_option("pool_quota_poll", int, DEFAULT_QUOTA_POLL, "Seconds between asking /copilot_internal/user for the quota of accounts whose answers did not report it lately (0: never ask).")
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -60,8 +104,18 @@ class CopilotPool:
                 self.service.pool.set_strategy(opts.pool_strategy)
             except ValueError as e:
                 raise exceptions.OptionsError(f"pool_strategy: {e}") from None
-        if "pool_cooldown" in updated and opts.pool_cooldown < 1:
-            raise exceptions.OptionsError(f"pool_cooldown: must be at least 1 second, got {opts.pool_cooldown}")
+        for name, low, high in (
+            ("pool_cooldown", 1, 86400),
+            ("pool_max_attempts", 1, 10),
+            ("pool_max_wait", 0, 3600),
+            ("pool_affinity_ttl", 0, 7 * 86400),
+            ("pool_quota_poll", 0, 86400),
+        ):
+            value = getattr(opts, name)
+            if name in updated and not low <= value <= high:
+                raise exceptions.OptionsError(f"{name}: must be between {low} and {high}, got {value}")
+        if "pool_affinity_ttl" in updated:
+            self.affinity.ttl = opts.pool_affinity_ttl
         if "pool_github_api" in updated:
             parsed = urlparse(opts.pool_github_api)
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -127,86 +181,169 @@ class CopilotPool:
     def running(self) -> None:
         self.service.start()
         self._watch()
+        fetch = http_fetch_user(self.client, lambda: ctx.options.pool_github_api)
+        accounts = lambda: self.service.pool.accounts.values()  # noqa: E731
+        self._spawn(poll_forever(accounts, fetch, self.service.clock, lambda: ctx.options.pool_quota_poll))
 
     def done(self) -> None:
+        in_flight = sum(a.in_flight for a in self.service.pool.accounts.values())
+        log.info(f"pool: stopping with {in_flight} request(s) in flight, {len(self.waits)} waiting")
         if self.watcher_task:
             self.watcher_task.cancel()
         self.service.stop()
+        self.waits.close()
         for task in self.background:
             task.cancel()
-        for lease in self.leases.values():
-            lease.release()
-        self.leases.clear()
+        for pooled in self.pooled.values():
+            pooled.lease.release()
+        self.pooled.clear()
 
     # -- flows --------------------------------------------------------------------------------------
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or self.passthrough:
             return  # another addon (proxyauth) already answered, or there is no pool
         req = flow.request
         route = route_for(req.scheme, req.host, req.host_header, req.method, req.path)
         if route is None:
             return
+        conversation = conversation_key(req.headers)
         try:
-            lease = self.service.pool.acquire()
+            lease, waited = await self.waits.acquire(ctx.options.pool_max_wait, prefer=self.affinity.get(conversation))
         except NoAccountAvailable as e:
             flow.response = _error_response(e)
             flow.comment = f"pool: no account ({e.code})"
             flow.marked = COOLING_MARKER if e.status == 429 else ":no_entry:"
             return
-        account, token = lease.account, lease.account.token
-        assert token is not None  # acquire only hands out accounts holding a valid token
-        base = token.api_endpoint if route is Route.API else token.proxy_endpoint
-        credential = account.config.github_token if sends_github_token(req.headers.get("authorization")) else token.value
-        req.url = base.rstrip("/") + req.path
+        if flow.error or not flow.live:
+            lease.release()  # the client went away while we waited
+            return
+        pooled = Pooled(lease, route, sends_github_token(req.headers.get("authorization")), conversation)
+        self.pooled[flow.id] = pooled
+        url, credential = self._target(pooled, req.path)
+        req.url = url
         req.headers["authorization"] = f"Bearer {credential}"
-        self.leases[flow.id] = lease
-        flow.metadata["copilot_pool.account"] = account.name
-        flow.comment = f"pool: {account.name} ({lease.reason})"
+        flow.metadata["copilot_pool.account"] = lease.account.name
+        flow.comment = f"pool: {lease.account.name} ({lease.reason}{f', waited {waited:.1f}s' if waited else ''})"
+
+    def _target(self, pooled: Pooled, path: str) -> tuple[str, str]:
+        """Where the current attempt goes and the credential it carries."""
+        account, token = pooled.lease.account, pooled.lease.account.token
+        assert token is not None  # acquire only hands out accounts holding a valid token
+        pooled.tried.append(account)
+        pooled.token_generation = account.token_generation
+        base = token.api_endpoint if pooled.route is Route.API else token.proxy_endpoint
+        credential = account.config.github_token if pooled.github_credential else token.value
+        return base.rstrip("/") + path, credential
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
         if (
-            flow.id in self.leases
+            flow.id in self.pooled
             and response is not None
             and response.status_code == 200
             and response.headers.get("content-type", "").startswith("text/event-stream")
         ):
             response.stream = True  # relay SSE events as they come, never buffer them
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        lease = self.leases.pop(flow.id, None)
-        if lease is None:
+    async def response(self, flow: http.HTTPFlow) -> None:
+        pooled = self.pooled.pop(flow.id, None)
+        if pooled is None:
             return
-        account, response = lease.account, flow.response
+        try:
+            await self._settle(flow, pooled)
+        finally:
+            pooled.lease.release()
+            flow.metadata["copilot_pool.account"] = pooled.lease.account.name
+            flow.metadata["copilot_pool.attempts"] = pooled.attempts
+            _redact(flow, pooled.lease.account.name)
+
+    async def _settle(self, flow: http.HTTPFlow, pooled: Pooled) -> None:
+        """Act on the answer; while it says "try another account", nothing reached the client yet and attempts
+        remain, send the request again on another account and make that answer the flow's (buffered)."""
+        response = flow.response
         assert response is not None
-        if response.status_code == 429:
-            hint = retry_after_seconds(response.headers, self.service.clock.wall())
-            seconds = hint if hint is not None else ctx.options.pool_cooldown
-            self.service.pool.mark_cooldown(account, seconds)
+        verdict = self._judge(flow, pooled, response.status_code, response.headers, _error_body(response))
+        while verdict.failover and not response.stream and len(pooled.tried) < ctx.options.pool_max_attempts:
+            if verdict.refresh:
+                await asyncio.sleep(0)  # let the refresh just spawned mark its account as refreshing first
+            try:
+                # Cooling, failed and refreshing accounts are not picked anyway; when none can serve, wait in line.
+                lease, waited = await self.waits.acquire(ctx.options.pool_max_wait, exclude=pooled.exclude)
+            except NoAccountAvailable as e:
+                flow.comment += f"; no other account ({e.code})"
+                if e.code != "pool_attempts_exhausted":
+                    flow.response = _error_response(e)  # nothing can serve now: the pool's own answer says when
+                break
+            pooled.switch(lease)
+            url, credential = self._target(pooled, flow.request.path)
+            flow.comment += f"; retried on {lease.account.name} ({lease.reason}{f', waited {waited:.1f}s' if waited else ''})"
+            try:
+                status, headers, body = await self._resend(flow.request, url, credential)
+            except httpx.HTTPError as e:
+                verdict = self._judge_connection_error(flow, pooled, type(e).__name__)
+                pooled.exclude.append(lease.account)
+                continue
+            flow.response = _make_response(status, headers, body)
+            verdict = self._judge(flow, pooled, status, flow.response.headers, _error_body(flow.response))
+        if len(pooled.tried) > 1 and verdict.outcome is Outcome.OK:
+            flow.comment += ", buffered"
+            flow.marked = ":repeat:"
+
+    def _judge(self, flow: http.HTTPFlow, pooled: Pooled, status: int, headers, body: bytes | None) -> Verdict:
+        """Classify one attempt's answer and apply it to its account (cooldown, refresh, quota, credit)."""
+        pool, account = self.service.pool, pooled.lease.account
+        verdict = classify(status, headers, body, self.service.clock.wall(), ctx.options.pool_cooldown)
+        quota = from_headers(headers, self.service.clock.now())
+        if quota is not None:
+            account.quota = quota
+        note = f" -> {verdict.describe()}"
+        if verdict.cooldown is not None:
+            pool.mark_cooldown(account, verdict.cooldown)
             account.rate_limited += 1
-            remaining = self.service.pool.cooldown_remaining(account)
+            remaining = pool.cooldown_remaining(account)
+            note += f", {account.name} cooling {remaining:.0f}s"
             flow.marked = COOLING_MARKER
-            flow.comment += f" -> 429, {account.name} cooling {remaining:.0f}s"
-        elif response.status_code == 401:
+        elif verdict.refresh:
             flow.marked = ":warning:"
-            flow.comment += f" -> 401, refreshing {account.name}'s token"
-            self._spawn(self.service.refresh(account.name, invalidate=True, reason="after a 401 from Copilot"))
-        elif 200 <= response.status_code < 300:
+            note += f", refreshing {account.name}'s token"
+            if account.token_generation == pooled.token_generation:  # not yet renewed since this attempt went out
+                self._spawn(self.service.refresh(account.name, invalidate=True, reason=f"after a {status} from Copilot"))
+        elif verdict.outcome is Outcome.OK:
             account.served += 1
-        lease.release()
-        _redact(flow, account.name)
+            self.affinity.put(pooled.conversation, account.name)
+        flow.comment += note
+        pooled.attempts.append({"account": account.name, "status": status, "outcome": str(verdict.outcome)})
+        return verdict
+
+    def _judge_connection_error(self, flow: http.HTTPFlow, pooled: Pooled, what: str) -> Verdict:
+        flow.comment += f" -> connection error ({what})"
+        pooled.attempts.append({"account": pooled.lease.account.name, "status": 0, "outcome": str(Outcome.CONNECTION_ERROR)})
+        return connection_error()
+
+    async def _resend(self, request: http.Request, url: str, credential: str) -> tuple[int, httpx.Headers, bytes]:
+        headers = [(k, v) for k, v in request.headers.fields if k.lower() not in NOT_RESENT and k.lower() != b"authorization"]
+        headers.append((b"authorization", f"Bearer {credential}".encode()))
+        outgoing = self.upstream.build_request(request.method, url, headers=headers, content=request.raw_content or b"")
+        answer = await self.upstream.send(outgoing, stream=True)
+        try:
+            body = b"".join([chunk async for chunk in answer.aiter_raw()])  # as sent: content-encoding intact
+        finally:
+            await answer.aclose()
+        return answer.status_code, answer.headers, body
 
     def error(self, flow: http.HTTPFlow) -> None:
-        lease = self.leases.pop(flow.id, None)
-        if lease is not None:
-            lease.release()
-            _redact(flow, lease.account.name)
+        pooled = self.pooled.pop(flow.id, None)
+        if pooled is not None:
+            pooled.lease.release()
+            flow.comment += f" -> {flow.error.msg if flow.error else 'error'}"
+            _redact(flow, pooled.lease.account.name)
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+        return task
 
     # -- commands -----------------------------------------------------------------------------------
 
@@ -274,6 +411,24 @@ def _error_response(e: NoAccountAvailable) -> http.Response:
         headers["retry-after"] = str(e.retry_after)
     body = json.dumps({"error": {"message": e.message, "code": e.code}})
     return http.Response.make(e.status, body, headers)
+
+
+def _make_response(status: int, headers: httpx.Headers, body: bytes) -> http.Response:
+    fields = [(k, v) for k, v in headers.raw if k.lower() not in NOT_RETURNED]
+    response = http.Response.make(status, b"", fields)
+    response.raw_content = body
+    response.headers["content-length"] = str(len(body))
+    return response
+
+
+def _error_body(response: http.Response) -> bytes | None:
+    """The body of a 4xx answer, decoded, for the error code in it; None when streamed or undecodable."""
+    if response.stream or not 400 <= response.status_code < 500:
+        return None
+    try:
+        return response.content
+    except ValueError:
+        return None
 
 
 def _redact(flow: http.HTTPFlow, name: str) -> None:

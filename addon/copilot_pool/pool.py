@@ -6,12 +6,13 @@ No I/O and no mitmproxy here; time comes from an injected clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .accounts import AccountConfig
 from .clock import Clock, SystemClock
+from .quota import Quota
 from .strategies import DEFAULT_STRATEGY, Strategy, make_strategy
 
 
@@ -48,6 +49,7 @@ class Account:
     last_failure: str | None = None
     served: int = 0
     rate_limited: int = 0
+    quota: Quota | None = None  # last premium quota seen (response headers or /copilot_internal/user)
 
     @property
     def name(self) -> str:
@@ -64,33 +66,56 @@ class Account:
     def pickable(self, now: float) -> bool:
         return self.base_state is State.ACTIVE and self.cooldown_until <= now and self.has_valid_token(now)
 
+    def has_room(self) -> bool:
+        limit = self.config.max_concurrency
+        return limit is None or self.in_flight < limit
+
 
 class Lease:
     """One request's claim on an account; `release` counts it out exactly once, however often it is called."""
 
-    __slots__ = ("account", "reason", "_released")
+    __slots__ = ("account", "reason", "_released", "_on_release")
 
-    def __init__(self, account: Account, reason: str) -> None:
+    def __init__(self, account: Account, reason: str, on_release: Callable[[], None] | None = None) -> None:
         self.account = account
         self.reason = reason
         self._released = False
+        self._on_release = on_release
         account.in_flight += 1
 
     def release(self) -> None:
         if not self._released:
             self._released = True
             self.account.in_flight -= 1
+            if self._on_release is not None:
+                self._on_release()
 
 
 class NoAccountAvailable(Exception):
-    """No account can take the request: `status` is 429 (all cooling, retry later) or 503 (none usable)."""
+    """No account can take the request.
 
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
+    `status` 429: all usable accounts are cooling (`recovers_in` seconds until the first is back) or busy at
+    their `max_concurrency`; 503: none usable (yet); 502 (`pool_attempts_exhausted`): only accounts the request
+    excluded are left. `waitable`: holding the request may help (cooling, busy, or a token on its way).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        retry_after: int | None = None,
+        *,
+        recovers_in: float | None = None,
+        waitable: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self.recovers_in = recovers_in
+        self.waitable = waitable
 
 
 @dataclass
@@ -110,6 +135,8 @@ class Pool:
         self.clock = clock or SystemClock()
         self.strategy: Strategy = make_strategy(strategy)
         self.accounts: dict[str, Account] = {}
+        self._tiers: list[list[Account]] = []  # accounts grouped by priority, best tier first; rebuilt by apply
+        self.on_release: Callable[[], None] | None = None  # told whenever a lease ends (wakes waiting requests)
 
     def set_strategy(self, name: str) -> None:
         if name != self.strategy.name:
@@ -117,20 +144,55 @@ class Pool:
 
     # -- picking ------------------------------------------------------------------------------------
 
-    def acquire(self) -> Lease:
-        """Pick an account for one request and count it in flight, or raise NoAccountAvailable."""
-        now = self.clock.now()
-        candidates = [a for a in self.accounts.values() if a.pickable(now)]
-        if not candidates:
-            raise self._why_none(now)
-        account = self.strategy.pick(candidates)
-        account.last_used = now
-        return Lease(account, f"{self.strategy.name} among {len(candidates)} ready, {account.in_flight} in flight")
+    def acquire(self, exclude: Collection[Account] = (), prefer: str | None = None) -> Lease:
+        """Pick an account for one request and count it in flight, or raise NoAccountAvailable.
 
-    def _why_none(self, now: float) -> NoAccountAvailable:
-        cooling = [a for a in self.accounts.values() if a.base_state is State.ACTIVE and a.has_valid_token(now)]
-        if cooling:
-            wait = min(a.cooldown_until for a in cooling) - now
+        `exclude`: accounts this request already tried. `prefer`: the conversation's account (affinity), taken
+        whenever it can serve. Otherwise the strategy picks within the first priority tier that has a ready
+        account; only that tier is scanned, so the usual cost is one pass over the top tier.
+        """
+        now = self.clock.now()
+        if prefer is not None:
+            account = self.accounts.get(prefer)
+            if account is not None and account not in exclude and account.pickable(now) and account.has_room():
+                return self._lease(account, now, "affinity")
+        for index, tier in enumerate(self._tiers):
+            candidates = [
+                a
+                for a in tier
+                if a.base_state is State.ACTIVE
+                and a.cooldown_until <= now
+                and a.token is not None
+                and a.token.expires_at > now
+                and (a.config.max_concurrency is None or a.in_flight < a.config.max_concurrency)
+                and a not in exclude
+            ]
+            if candidates:
+                account = self.strategy.pick(candidates)
+                tier_note = f", tier {account.config.priority}" if index else ""
+                return self._lease(account, now, f"{self.strategy.name} among {len(candidates)} ready{tier_note}")
+        raise self._why_none(now, exclude)
+
+    def _lease(self, account: Account, now: float, reason: str) -> Lease:
+        account.last_used = now
+        return Lease(account, f"{reason}, {account.in_flight} in flight", self.on_release)
+
+    def _why_none(self, now: float, exclude: Collection[Account] = ()) -> NoAccountAvailable:
+        """Why nothing could be picked, judged on the accounts this request may still use."""
+        others = [a for a in self.accounts.values() if a not in exclude] if exclude else list(self.accounts.values())
+        usable = [a for a in others if a.base_state is State.ACTIVE and a.has_valid_token(now)]
+        ready = [a for a in usable if a.cooldown_until <= now]
+        starting = any(a.base_state is State.STARTING for a in others)
+        if ready:
+            return NoAccountAvailable(
+                429,
+                "pool_all_busy",
+                "Every ready Copilot account is at its max_concurrency; retry in a moment, or raise max_concurrency.",
+                1,
+                waitable=True,
+            )
+        if usable:
+            wait = min(a.cooldown_until for a in usable) - now
             retry_after = max(1, math.ceil(wait))
             return NoAccountAvailable(
                 429,
@@ -138,11 +200,18 @@ class Pool:
                 f"Every Copilot account in the pool is rate limited; the first one recovers in {retry_after}s. "
                 "Retry after that, or add accounts to the pool.",
                 retry_after,
+                recovers_in=wait,
+                waitable=True,
+            )
+        if starting:
+            message = "No Copilot account in the pool holds a token yet; retry in a few seconds. `pool.status` shows why."
+            return NoAccountAvailable(503, "pool_unavailable", message, waitable=True)
+        if exclude and any(a.pickable(now) for a in exclude):
+            return NoAccountAvailable(
+                502, "pool_attempts_exhausted", "Every Copilot account that could serve this request was tried and failed."
             )
         if not self.accounts:
             message = "The Copilot pool has no accounts. Add accounts to the accounts file (pool_accounts)."
-        elif any(a.base_state is State.STARTING for a in self.accounts.values()):
-            message = "No Copilot account in the pool holds a token yet; retry in a few seconds. `pool.status` shows why."
         else:
             message = "No Copilot account in the pool is usable (failed or disabled). `pool.status` shows why; fix the accounts file."
         return NoAccountAvailable(503, "pool_unavailable", message)
@@ -193,7 +262,15 @@ class Pool:
                     (changes.enabled if not old.enabled else changes.credential_changed).append(account)
             updated[name] = account
         self.accounts = updated  # keeps the file's order, which round-robin follows
+        self._tiers = _tiers(updated.values())
         return changes
+
+
+def _tiers(accounts: Iterable[Account]) -> list[list[Account]]:
+    tiers: dict[int, list[Account]] = {}
+    for account in accounts:
+        tiers.setdefault(account.config.priority, []).append(account)
+    return [tiers[p] for p in sorted(tiers)]
 
 
 def _credential(config: AccountConfig) -> tuple[str, str]:

@@ -120,6 +120,7 @@ class PoolService:
                 f"token_expires={_seconds(a.token.expires_at - now) if a.token else '-'}",
                 f"served={a.served}",
                 f"429s={a.rate_limited}",
+                f"quota={a.quota.describe() if a.quota else '?'}",
             ]
             if a.last_failure and state in (State.FAILED, State.STARTING):
                 fields.append(f"reason={a.last_failure!r}")

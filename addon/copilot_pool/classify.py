@@ -1,0 +1,102 @@
+"""What an upstream answer means for the account that got it and for the request that asked.
+
+One table (mirrored in README.md), decided before anything acts on an answer:
+
+| answer                                   | account                               | request              |
+|------------------------------------------|---------------------------------------|----------------------|
+| 2xx, 3xx                                 | served                                | done                 |
+| 402, or a quota code in the body         | cools until the quota resets          | another account      |
+| 429                                      | cools for the hint, else the default  | another account      |
+| 401                                      | token refreshed                       | another account      |
+| 400, 413, 422, 466                       | nothing (the caller's problem)        | passed through       |
+| 5xx                                      | nothing (upstream-wide)               | passed through       |
+| connection error                         | nothing                               | another account      |
+| anything else (403, 404, 421, ...)       | nothing                               | passed through       |
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .cooldown import retry_after_seconds
+from .quota import from_headers
+
+QUOTA_CODES = frozenset({"quota_exceeded", "free_quota_exceeded", "overage_limit_reached"})
+CALLER_ERRORS = frozenset({400, 413, 422, 466})
+QUOTA_COOLDOWN = 6 * 3600.0  # quota exhausted and no reset time given
+MAX_QUOTA_COOLDOWN = 31 * 86400.0  # quotas reset monthly
+MAX_BODY_SNIFF = 64 * 1024
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    RATE_LIMITED = "rate limited"
+    QUOTA_EXHAUSTED = "quota exhausted"
+    UNAUTHORIZED = "unauthorized"
+    CALLER_ERROR = "caller error"
+    UPSTREAM_ERROR = "upstream error"
+    CONNECTION_ERROR = "connection error"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    status: int  # 0 for a connection error
+    failover: bool = False  # try the request on another account
+    cooldown: float | None = None  # seconds to cool the account
+    refresh: bool = False  # the account's token was refused: re-exchange it
+
+    def describe(self) -> str:
+        what = f"{self.status}" if self.status else "connection error"
+        return what if self.outcome in (Outcome.OK, Outcome.OTHER) else f"{what} ({self.outcome})"
+
+
+def classify(status: int, headers: Mapping[str, str], body: bytes | None, wall_now: float, default_cooldown: float) -> Verdict:
+    """Classify one upstream answer. `body` may be None or empty (a streamed answer)."""
+    if status < 400:
+        return Verdict(Outcome.OK, status)
+    code = _error_code(body) if 400 <= status < 500 else None
+    if status == 402 or code in QUOTA_CODES:
+        return Verdict(Outcome.QUOTA_EXHAUSTED, status, failover=True, cooldown=quota_cooldown(headers, wall_now))
+    if status == 429:
+        hint = retry_after_seconds(headers, wall_now)
+        return Verdict(Outcome.RATE_LIMITED, status, failover=True, cooldown=default_cooldown if hint is None else hint)
+    if status == 401:
+        return Verdict(Outcome.UNAUTHORIZED, status, failover=True, refresh=True)
+    if status in CALLER_ERRORS:
+        return Verdict(Outcome.CALLER_ERROR, status)
+    if status >= 500:
+        return Verdict(Outcome.UPSTREAM_ERROR, status)
+    return Verdict(Outcome.OTHER, status)
+
+
+def connection_error() -> Verdict:
+    return Verdict(Outcome.CONNECTION_ERROR, 0, failover=True)
+
+
+def quota_cooldown(headers: Mapping[str, str], wall_now: float) -> float:
+    """Until the quota resets (`rst` of the quota snapshot), else the Retry-After hint, else QUOTA_COOLDOWN."""
+    quota = from_headers(headers, 0.0)
+    if quota is not None and quota.resets_at is not None and quota.resets_at > wall_now:
+        return min(quota.resets_at - wall_now, MAX_QUOTA_COOLDOWN)
+    hint = retry_after_seconds(headers, wall_now)
+    return hint if hint else QUOTA_COOLDOWN
+
+
+def _error_code(body: bytes | None) -> str | None:
+    """`error.code` or `code` of a JSON error body."""
+    if not body or len(body) > MAX_BODY_SNIFF:
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    code = error.get("code") if isinstance(error, dict) else data.get("code")
+    return code if isinstance(code, str) else None
