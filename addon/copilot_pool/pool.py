@@ -13,7 +13,12 @@ from enum import StrEnum
 from .accounts import AccountConfig
 from .clock import Clock, SystemClock
 from .quota import Quota
-from .strategies import DEFAULT_STRATEGY, Strategy, make_strategy
+from .strategies import DEFAULT_STRATEGY, Ready, Strategy, make_strategy
+
+# Bumped whenever any account's pickability may have changed, so the pool knows its ready lists are stale
+# without every writer of base_state, token or cooldown_until having to tell it.
+_PICKABILITY_FIELDS = frozenset({"base_state", "token", "cooldown_until"})
+_pickability_changes = [0]
 
 
 class State(StrEnum):
@@ -50,6 +55,11 @@ class Account:
     served: int = 0
     rate_limited: int = 0
     quota: Quota | None = None  # last premium quota seen (response headers or /copilot_internal/user)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        if name in _PICKABILITY_FIELDS:
+            _pickability_changes[0] += 1
 
     @property
     def name(self) -> str:
@@ -136,6 +146,9 @@ class Pool:
         self.strategy: Strategy = make_strategy(strategy)
         self.accounts: dict[str, Account] = {}
         self._tiers: list[list[Account]] = []  # accounts grouped by priority, best tier first; rebuilt by apply
+        self._ready: list[Ready] = []  # each tier's pickable accounts, rebuilt when stale (see _ready_tiers)
+        self._ready_as_of = -1  # the pickability change count they reflect
+        self._ready_until = -math.inf  # when time alone changes them: a token expires, a cooldown ends
         self.on_release: Callable[[], None] | None = None  # told whenever a lease ends (wakes waiting requests)
 
     def set_strategy(self, name: str) -> None:
@@ -148,33 +161,45 @@ class Pool:
         """Pick an account for one request and count it in flight, or raise NoAccountAvailable.
 
         `exclude`: accounts this request already tried. `prefer`: the conversation's account (affinity), taken
-        whenever it can serve. Otherwise the strategy picks within the first priority tier that has a ready
-        account; only that tier is scanned, so the usual cost is one pass over the top tier.
+        whenever it can serve. Otherwise the strategy picks within the first priority tier that has a ready and
+        eligible account. Ready lists are cached, so a pick usually looks at a few accounts, not all of them.
         """
         now = self.clock.now()
         if prefer is not None:
             account = self.accounts.get(prefer)
             if account is not None and account not in exclude and account.pickable(now) and account.has_room():
                 return self._lease(account, now, "affinity")
-        for index, tier in enumerate(self._tiers):
-            candidates = [
-                a
-                for a in tier
-                if a.base_state is State.ACTIVE
-                and a.cooldown_until <= now
-                and a.token is not None
-                and a.token.expires_at > now
-                and (a.config.max_concurrency is None or a.in_flight < a.config.max_concurrency)
-                and a not in exclude
-            ]
-            if candidates:
-                account = self.strategy.pick(candidates)
-                tier_note = f", tier {account.config.priority}" if index else ""
-                return self._lease(account, now, f"{self.strategy.name} among {len(candidates)} ready{tier_note}")
+
+        def eligible(account: Account) -> bool:
+            return account.has_room() and account not in exclude
+
+        for ready in self._ready_tiers(now):
+            account = self.strategy.pick(ready, eligible)
+            if account is not None:
+                top = self._tiers[0][0].config.priority
+                tier_note = f", tier {account.config.priority}" if account.config.priority != top else ""
+                count = len(ready.in_file_order)
+                return self._lease(account, now, f"{self.strategy.name} among {count} ready{tier_note}")
         raise self._why_none(now, exclude)
+
+    def _ready_tiers(self, now: float) -> list[Ready]:
+        if self._ready_as_of != _pickability_changes[0] or now >= self._ready_until:
+            self._ready_as_of = _pickability_changes[0]
+            self._ready, self._ready_until = [], math.inf
+            for tier in self._tiers:
+                ready = [a for a in tier if a.pickable(now)]
+                if ready:
+                    self._ready.append(Ready(ready))
+                for a in tier:
+                    if a.base_state is State.ACTIVE and a.has_valid_token(now):
+                        ends = a.cooldown_until if a.cooldown_until > now else a.token.expires_at  # type: ignore[union-attr]
+                        self._ready_until = min(self._ready_until, ends)
+        return self._ready
 
     def _lease(self, account: Account, now: float, reason: str) -> Lease:
         account.last_used = now
+        for ready in self._ready:
+            ready.used(account)
         return Lease(account, f"{reason}, {account.in_flight} in flight", self.on_release)
 
     def _why_none(self, now: float, exclude: Collection[Account] = ()) -> NoAccountAvailable:
@@ -263,6 +288,7 @@ class Pool:
             updated[name] = account
         self.accounts = updated  # keeps the file's order, which round-robin follows
         self._tiers = _tiers(updated.values())
+        _pickability_changes[0] += 1
         return changes
 
 

@@ -1,50 +1,67 @@
 """How the pool chooses among the accounts that can take a request right now.
 
-Each strategy gets the candidates (never empty) and returns one. Ties are broken at random so that
-identical accounts share the load instead of one taking it all (BerriAI/litellm#39322).
+Each strategy gets one tier's ready accounts and a test of eligibility, and returns one or None. Ties are broken
+at random so that identical accounts share the load instead of one taking it all (BerriAI/litellm#39322).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .pool import Account
 
 
+class Ready:
+    """One priority tier's accounts that can take a request now, in file order and least recently used first.
+
+    Built by the pool only when some account's pickability changed, so a pick usually looks at a handful of
+    accounts however large the pool: the least recently used idle account is at the front.
+    """
+
+    __slots__ = ("in_file_order", "by_recency")
+
+    def __init__(self, accounts: list[Account]) -> None:
+        self.in_file_order = accounts
+        shuffled = random.sample(accounts, len(accounts))  # equal last_used (never used): random order
+        # an OrderedDict, not a dict: moving entries to the end leaves no holes for iteration to skip
+        self.by_recency = OrderedDict((a.name, a) for a in sorted(shuffled, key=lambda a: a.last_used))
+
+    def used(self, account: Account) -> None:
+        """The account was just picked: it is now the most recently used."""
+        if account.name in self.by_recency:
+            self.by_recency.move_to_end(account.name)
+
+
+Eligible = Callable[["Account"], bool]  # room under max_concurrency, not already tried by this request
+
+
 class Strategy(Protocol):
     name: str
 
-    def pick(self, candidates: Sequence[Account]) -> Account: ...
-
-
-def _min_random_tie(candidates: Sequence[Account], key: Callable[[Account], object]) -> Account:
-    best_key = None
-    best: list[Account] = []
-    for account in candidates:
-        k = key(account)
-        if best_key is None or k < best_key:  # type: ignore[operator]
-            best_key, best = k, [account]
-        elif k == best_key:
-            best.append(account)
-    return best[0] if len(best) == 1 else random.choice(best)
+    def pick(self, ready: Ready, eligible: Eligible) -> Account | None: ...
 
 
 class RoundRobin:
-    """A cursor over the candidates, in the accounts file's order."""
+    """A cursor over the ready accounts, in the accounts file's order."""
 
     name = "round-robin"
 
     def __init__(self) -> None:
         self._cursor = 0
 
-    def pick(self, candidates: Sequence[Account]) -> Account:
-        account = candidates[self._cursor % len(candidates)]
-        self._cursor += 1
-        return account
+    def pick(self, ready: Ready, eligible: Eligible) -> Account | None:
+        accounts = ready.in_file_order
+        for step in range(len(accounts)):
+            account = accounts[(self._cursor + step) % len(accounts)]
+            if eligible(account):
+                self._cursor += step + 1
+                return account
+        return None
 
 
 class LeastBusy:
@@ -52,8 +69,17 @@ class LeastBusy:
 
     name = "least-busy"
 
-    def pick(self, candidates: Sequence[Account]) -> Account:
-        return _min_random_tie(candidates, lambda a: (a.in_flight / a.config.weight, a.last_used))
+    def pick(self, ready: Ready, eligible: Eligible) -> Account | None:
+        best, best_load = None, math.inf
+        for account in ready.by_recency.values():  # least recently used first: it wins ties
+            if not eligible(account):
+                continue
+            if not account.in_flight:
+                return account  # idle: nothing is less busy
+            load = account.in_flight / account.config.weight
+            if load < best_load:
+                best, best_load = account, load
+        return best
 
 
 class LeastRecent:
@@ -61,8 +87,8 @@ class LeastRecent:
 
     name = "least-recent"
 
-    def pick(self, candidates: Sequence[Account]) -> Account:
-        return _min_random_tie(candidates, lambda a: a.last_used)
+    def pick(self, ready: Ready, eligible: Eligible) -> Account | None:
+        return next((a for a in ready.by_recency.values() if eligible(a)), None)
 
 
 class MostQuota:
@@ -70,10 +96,14 @@ class MostQuota:
 
     name = "quota"
 
-    def pick(self, candidates: Sequence[Account]) -> Account:
-        return _min_random_tie(
-            candidates, lambda a: (-(a.quota.remaining if a.quota else math.inf), a.in_flight / a.config.weight, a.last_used)
-        )
+    def pick(self, ready: Ready, eligible: Eligible) -> Account | None:
+        best, best_key = None, None
+        for account in ready.by_recency.values():
+            if eligible(account):
+                key = (-(account.quota.remaining if account.quota else math.inf), account.in_flight / account.config.weight)
+                if best_key is None or key < best_key:
+                    best, best_key = account, key
+        return best
 
 
 class SmoothWeighted:
@@ -84,7 +114,10 @@ class SmoothWeighted:
     def __init__(self) -> None:
         self._current: dict[str, float] = {}
 
-    def pick(self, candidates: Sequence[Account]) -> Account:
+    def pick(self, ready: Ready, eligible: Eligible) -> Account | None:
+        candidates = [a for a in ready.in_file_order if eligible(a)]
+        if not candidates:
+            return None
         total = 0
         best, best_current = candidates[0], -math.inf
         for account in candidates:
