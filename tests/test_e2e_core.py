@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
-import pytest
 
-from mitmdump_process import chat, wait_until, write_accounts
+from mitmdump_process import chat, write_accounts
 
 ALICE = {"name": "alice", "github_token": "gho_alice_secret_0001"}
 BOB = {"name": "bob", "github_token": "gho_bob_secret_0002", "account_type": "business"}

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from browser import pixels_near, png_pixels, run_chromium
-from mitmdump_process import chat, wait_until, write_accounts
+from mitmdump_process import chat, write_accounts
 
 ALICE = {"name": "alice", "github_token": "gho_alice_secret_0001"}
 BOB = {"name": "bob", "github_token": "gho_bob_secret_0002", "account_type": "business"}

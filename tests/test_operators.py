@@ -9,18 +9,18 @@ import re
 import pytest
 from mitmproxy.test import taddons, tflow, tutils
 
+from copilot_pool import quota
 from copilot_pool.clock import FakeClock
 from copilot_pool.guard import exposure_problem, is_loopback, readable_by_others
 from copilot_pool.pool import State
 from copilot_pool.redact import RedactFilter, redact
 from copilot_pool.statelog import CooldownLog, summary_line
-from copilot_pool.status import QuotaBook, RecentEvents, parse_quota_snapshot, render_html, render_json, render_metrics, snapshot
+from copilot_pool.status import RecentEvents
 from copilot_pool.statuspage import StatusPage
 from helpers import active_pool, give_token
 
 COPILOT_TOKEN = "tid=0123abcd;exp=1700000000;sku=copilot_for_individuals_subscriber;proxy-ep=127.0.0.1:1;8kp=1:deadbeef"
 GITHUB_TOKENS = ["gho_16C7e42F292c6912E7710c838347Ae178B4a", "ghu_abc123", "ghp_XYZ_987", "github_pat_11ABCDEFG_xyz"]
-
 
 @pytest.mark.parametrize("token", GITHUB_TOKENS + [COPILOT_TOKEN])
 def test_redact_masks_every_token_shape(token):
@@ -28,7 +28,6 @@ def test_redact_masks_every_token_shape(token):
     masked = redact(text)
     assert token not in masked and masked.count("***") == 3
     assert redact("pool: account alice active (sku x)") == "pool: account alice active (sku x)"
-
 
 def test_redact_filter_masks_arguments_and_exceptions():
     logger = logging.getLogger("copilot_pool.test_redact")
@@ -46,7 +45,6 @@ def test_redact_filter_masks_arguments_and_exceptions():
     assert "sent gho_*** to api" in messages and "ValueError: bad token tid=***" in messages
     assert GITHUB_TOKENS[0] not in messages and COPILOT_TOKEN not in messages
 
-
 class Lines(logging.Handler):
     def __init__(self):
         super().__init__()
@@ -54,7 +52,6 @@ class Lines(logging.Handler):
 
     def emit(self, record):
         self.records.append(record)
-
 
 def test_cooldown_log_reports_start_move_and_end():
     clock = FakeClock()
@@ -86,20 +83,12 @@ def test_cooldown_log_reports_start_move_and_end():
     assert [r.getMessage() for r in handler.records] == [line, handler.records[1].getMessage(), "pool: account alice active again: cooldown over", handler.records[3].getMessage()]
     assert all(r.levelno == logging.INFO for r in handler.records)
 
-
 def test_summary_line_counts_states():
     pool = active_pool("alice", "bob", "carol")
     pool.mark_cooldown(pool.accounts["bob"], 10)
     pool.accounts["carol"].base_state = State.DISABLED
     pool.accounts["alice"].served, pool.accounts["bob"].rate_limited = 7, 2
     assert summary_line(pool) == "pool: summary: 3 account(s) (1 active, 1 cooling, 1 disabled); 0 in flight, 7 served, 2 429s"
-
-
-def test_quota_snapshot_header():
-    quota = parse_quota_snapshot("premium_interactions", "ent=300&ov=0.0&ovPerm=false&rem=97.5&rst=2030-01-01T00%3A00%3A00Z", 0)
-    assert quota["entitlement"] == 300 and quota["remaining_percent"] == 97.5 and quota["resets_at"] == "2030-01-01T00:00:00Z"
-    assert parse_quota_snapshot("chat", "garbage", 0) is None
-
 
 @pytest.fixture
 def addon_with_tokens(tmp_path):
@@ -117,12 +106,10 @@ def addon_with_tokens(tmp_path):
             give_token(account, clock)
         yield pool_addon, page, clock
 
-
 def status_flow(path: str, method: str = "GET"):
     flow = tflow.tflow()
     flow.request = tutils.treq(scheme=b"http", host="copilot-pool", port=80, path=path.encode(), method=method.encode(), headers=((b"host", b"copilot-pool"),))
     return flow
-
 
 def test_status_page_renders_json_html_metrics_without_tokens(addon_with_tokens):
     pool_addon, page, clock = addon_with_tokens
@@ -132,7 +119,7 @@ def test_status_page_renders_json_html_metrics_without_tokens(addon_with_tokens)
     pool.mark_cooldown(pool.accounts["bob"], 90)
     pool.accounts["bob"].rate_limited = 3
     pool.mark_failure(alice, f"refused {GITHUB_TOKENS[0]}")  # even a token-shaped reason is masked
-    page.quotas.observe("bob", {"x-quota-snapshot-premium_interactions": "ent=300&ov=0.0&ovPerm=false&rem=42.0&rst=x"}, clock.wall())
+    pool.accounts["bob"].quota = quota.from_headers({"x-quota-snapshot-premium_interactions": "ent=300&ov=0.0&ovPerm=false&rem=42.0&rst=x"}, clock.now())
 
     bodies = {}
     for path in ("/", "/status.json", "/metrics"):
@@ -154,7 +141,6 @@ def test_status_page_renders_json_html_metrics_without_tokens(addon_with_tokens)
         assert line.startswith("# ") or re.fullmatch(r'[a-z_]+(\{[^}]*\})? -?[0-9.]+', line), line
     assert '<span class="state cooling">cooling</span>' in bodies["/"] and "42% of 300" in bodies["/"]
 
-
 def test_status_page_other_paths_and_hosts(addon_with_tokens):
     _, page, _ = addon_with_tokens
     flow = status_flow("/nope")
@@ -171,7 +157,6 @@ def test_status_page_other_paths_and_hosts(addon_with_tokens):
     page.request(flow)
     assert flow.response.status_code == 407
 
-
 def test_operator_commands(addon_with_tokens):
     pool_addon, _, clock = addon_with_tokens
     pool = pool_addon.service.pool
@@ -187,13 +172,11 @@ def test_operator_commands(addon_with_tokens):
         assert reply == "error: no account named 'nobody' in the pool"
     assert pool_addon.cooldown("alice", -1).startswith("error:")
 
-
 def test_command_names_suit_mitmweb(addon_with_tokens):
     pool_addon, _, _ = addon_with_tokens
     names = [name for name in pool_addon.__class__.__dict__.values() if hasattr(name, "command_name")]
     assert {n.command_name for n in names} >= {"pool.status", "pool.cooldown", "pool.enable", "pool.disable"}
     assert all(re.fullmatch(r"[a-z.]+", n.command_name) for n in names)
-
 
 @pytest.mark.parametrize(
     "modes, host, auth, refused",
@@ -214,7 +197,6 @@ def test_exposure_rules(modes, host, auth, refused):
     assert (problem is not None) == refused
     if refused:
         assert "pool_allow_open_proxy" in problem and "listen_host=127.0.0.1" in problem
-
 
 def test_loopback_and_permissions(tmp_path):
     assert is_loopback("127.0.0.2") and is_loopback("[::1]") and not is_loopback("example.com") and not is_loopback("")

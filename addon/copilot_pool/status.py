@@ -11,45 +11,12 @@ import json
 import logging
 import math
 from collections import deque
-from collections.abc import Mapping
-from urllib.parse import parse_qs
 
 from .pool import Account, State
+from .quota import Quota
 from .redact import redact
 from .service import PoolService
 from .statelog import local_time
-
-QUOTA_HEADERS = ("x-quota-snapshot-premium_interactions", "x-quota-snapshot-premium_models", "x-quota-snapshot-chat")
-
-
-class QuotaBook:
-    """Each account's latest premium quota, read passively from Copilot's `x-quota-snapshot-*` headers."""
-
-    def __init__(self) -> None:
-        self.by_account: dict[str, dict] = {}
-
-    def observe(self, account: str, headers: Mapping[str, str], wall: float) -> None:
-        for header in QUOTA_HEADERS:
-            if value := headers.get(header):
-                if quota := parse_quota_snapshot(header.removeprefix("x-quota-snapshot-"), value, wall):
-                    self.by_account[account] = quota
-                return
-
-
-def parse_quota_snapshot(kind: str, value: str, wall: float) -> dict | None:
-    """`ent=300&ov=0.0&ovPerm=false&rem=99.7&rst=2025-01-01T00:00:00Z` -> a dict, or None when unreadable."""
-    fields = {k: v[0] for k, v in parse_qs(value).items()}
-    try:
-        return {
-            "kind": kind,
-            "entitlement": int(float(fields["ent"])),
-            "remaining_percent": float(fields["rem"]),
-            "overage_permitted": fields.get("ovPerm", "false").lower() == "true",
-            "resets_at": fields.get("rst") or None,
-            "seen_at": local_time(wall),
-        }
-    except (KeyError, ValueError):
-        return None
 
 
 class RecentEvents(logging.Handler):
@@ -63,18 +30,18 @@ class RecentEvents(logging.Handler):
         self.events.append({"time": local_time(record.created), "level": record.levelname.lower(), "message": redact(record.getMessage())})
 
 
-def snapshot(service: PoolService, quotas: QuotaBook, events: RecentEvents, passthrough: bool) -> dict:
+def snapshot(service: PoolService, events: RecentEvents, passthrough: bool) -> dict:
     now, wall = service.clock.now(), service.clock.wall()
     return {
         "generated_at": local_time(wall),
         "strategy": service.pool.strategy.name,
         "passthrough": passthrough,
-        "accounts": [_account(a, now, wall, quotas.by_account.get(a.name)) for a in service.pool.accounts.values()],
+        "accounts": [_account(a, now, wall) for a in service.pool.accounts.values()],
         "events": list(events.events),
     }
 
 
-def _account(a: Account, now: float, wall: float, quota: dict | None) -> dict:
+def _account(a: Account, now: float, wall: float) -> dict:
     state = a.state(now)
     cooldown = max(0.0, a.cooldown_until - now)
     token = a.token
@@ -92,7 +59,20 @@ def _account(a: Account, now: float, wall: float, quota: dict | None) -> dict:
         "failures": a.failures,
         "last_failure": a.last_failure if state in (State.FAILED, State.STARTING) else None,
         "last_used_s_ago": None if a.last_used == -math.inf else round(now - a.last_used),
-        "quota": quota,
+        "quota": _quota(a.quota, now, wall),
+    }
+
+
+def _quota(quota: Quota | None, now: float, wall: float) -> dict | None:
+    """The account's last premium quota (tracked by the pool from answers and /copilot_internal/user)."""
+    if quota is None:
+        return None
+    return {
+        "entitlement": quota.entitlement,  # -1: unlimited
+        "remaining_percent": quota.percent_remaining,
+        "overage_permitted": quota.overage_permitted,
+        "resets_at": local_time(quota.resets_at) if quota.resets_at is not None else None,
+        "seen_at": local_time(wall - (now - quota.observed_at)),
     }
 
 

@@ -13,7 +13,7 @@ from mitmproxy import http
 
 from .addon import CopilotPool
 from .redact import LOGGER_NAME
-from .status import QuotaBook, RecentEvents, render_html, render_json, render_metrics, snapshot
+from .status import RecentEvents, render_html, render_json, render_metrics, snapshot
 
 STATUS_HOST = "copilot-pool"
 PAGES = {
@@ -26,7 +26,6 @@ PAGES = {
 class StatusPage:
     def __init__(self, pool: CopilotPool) -> None:
         self.pool = pool
-        self.quotas = QuotaBook()
         self.events = RecentEvents()
 
     def load(self, loader) -> None:
@@ -45,11 +44,6 @@ class StatusPage:
             flow.response = http.Response.make(404, b"not found: try /, /status.json or /metrics\n", {"content-type": "text/plain"})
         else:
             render, content_type = page
-            snap = snapshot(self.pool.service, self.quotas, self.events, self.pool.passthrough)
+            snap = snapshot(self.pool.service, self.events, self.pool.passthrough)
             flow.response = http.Response.make(200, render(snap), {"content-type": content_type, "cache-control": "no-store"})
         flow.comment = "copilot-pool status page"
-
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        account = flow.metadata.get("copilot_pool.account")
-        if account and flow.response is not None:
-            self.quotas.observe(account, flow.response.headers, self.pool.service.clock.wall())
