@@ -4,7 +4,7 @@ import pytest
 
 from copilot_pool.clock import FakeClock
 from copilot_pool.pool import NoAccountAvailable, State
-from helpers import active_pool, config
+from helpers import active_pool, config, give_token
 
 
 def names(pool, n):
@@ -145,3 +145,41 @@ def test_removed_account_in_flight_finishes_normally():
     assert account.in_flight == 0
     with pytest.raises(NoAccountAvailable):
         pool.acquire()
+
+
+def test_ready_lists_follow_changes_made_anywhere():
+    """Picks use cached ready lists; every way an account stops (or starts) being pickable must show at once."""
+    clock = FakeClock()
+    pool = active_pool("a", "b", clock=clock)
+    a, b = pool.accounts["a"], pool.accounts["b"]
+    assert set(names(pool, 4)) == {"a", "b"}
+    a.cooldown_until = clock.now() + 5  # set directly, as an operator command does
+    assert set(names(pool, 4)) == {"b"}
+    clock.advance(6)  # time alone ends the cooldown
+    assert set(names(pool, 4)) == {"a", "b"}
+    b.base_state = State.STARTING  # a 401 took b's token away
+    assert set(names(pool, 4)) == {"a"}
+    give_token(b, clock, lifetime=10)
+    assert set(names(pool, 6)) == {"a", "b"}
+    clock.advance(11)  # time alone expires b's token
+    assert set(names(pool, 4)) == {"a"}
+    pool.apply([config("a")])
+    pool.apply([config("a"), config("c")])
+    give_token(pool.accounts["c"], clock)
+    assert set(names(pool, 4)) == {"a", "c"}
+
+
+def test_least_busy_stays_exact_with_cached_order():
+    clock = FakeClock()
+    pool = active_pool(*"abcdefgh", clock=clock)
+    leases = []
+    for _ in range(24):  # 3 per account, whatever the order of picks
+        leases.append(pool.acquire())
+        clock.advance(0.001)
+    assert {a.in_flight for a in pool.accounts.values()} == {3}
+    for lease in leases[::2]:
+        lease.release()
+    for _ in range(12):
+        loads = {a.name: a.in_flight for a in pool.accounts.values()}
+        picked = pool.acquire().account
+        assert loads[picked.name] == min(loads.values())  # the least busy, though it is not the least recently used
