@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "addon"))
 
-from mitmdump_process import PROXY_ENV_VARS, Mitmdump, write_accounts  # noqa: E402
+from mitmdump_process import PROXY_ENV_VARS, Mitmdump, stop_process, write_accounts  # noqa: E402
 
 STREAM_SSE = ROOT / "benchmarks" / "stream_sse.py"
 STATUS_URL = "http://copilot-pool/status.json"  # the addon's status page, answered inside mitmdump
@@ -59,13 +59,7 @@ class Upstream:
         self.base_url = line.split()[-1]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def workdir() -> Path:

@@ -83,14 +83,19 @@ class Mitmdump:
         return httpx.AsyncClient(proxy=f"http://127.0.0.1:{self.port}", verify=ssl.create_default_context(cafile=self.ca), trust_env=False, **{"timeout": 15, **kw})
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen) -> int:
+    """Terminate a child politely, then firmly; return its exit status."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 def write_accounts(path: Path, accounts: list[dict]) -> Path:
