@@ -99,9 +99,10 @@ def stop_process(process: subprocess.Popen) -> int:
 
 
 def write_accounts(path: Path, accounts: list[dict]) -> Path:
-    """Replace the accounts file atomically, the way editors and tools do."""
+    """Replace the accounts file atomically, the way editors and tools do, readable by its owner only."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"accounts": accounts}))
+    tmp.chmod(0o600)  # it holds GitHub tokens
     os.replace(tmp, path)
     return path
 

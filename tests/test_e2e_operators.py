@@ -22,7 +22,6 @@ CAPTURE = Path(__file__).resolve().parent / "capture_upstream.py"
 
 def start_pool(start_proxy, fake, tmp_path, accounts, wait=("alice", "bob"), **options):
     path = write_accounts(tmp_path / "accounts.json", list(accounts))
-    path.chmod(0o600)
     proxy = start_proxy({"pool_accounts": path, "pool_github_api": fake.base_url, **options}, args=options.pop("args", []))
     for name in wait:
         proxy.wait_for(rf"pool: account {name} (active|failed)")
