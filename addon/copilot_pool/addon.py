@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import httpx
 from mitmproxy import command, ctx, exceptions, http
 
-from . import watch
+from . import tasks, watch
 from .accounts import AccountConfig, AccountsFileError, legacy_account, load_accounts_file
 from .affinity import Affinity, conversation_key
 from .classify import Outcome, Verdict, classify, connection_error
@@ -340,7 +340,7 @@ class CopilotPool:
             _redact(flow, pooled.lease.account.name)
 
     def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro)
+        task = tasks.start(coro, f"copilot-pool {coro.__qualname__}")
         self.background.add(task)
         task.add_done_callback(self.background.discard)
         return task

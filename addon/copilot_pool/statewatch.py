@@ -7,6 +7,7 @@ import logging
 
 from mitmproxy import ctx, exceptions
 
+from . import tasks
 from .addon import CopilotPool
 from .redact import LOGGER_NAME
 from .statelog import CooldownLog, summary_line
@@ -30,7 +31,7 @@ class StateWatch:
             raise exceptions.OptionsError(f"pool_log_summary: must be 0 (off) or a number of seconds, got {ctx.options.pool_log_summary}")
 
     def running(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._loop(), name="copilot-pool cooldown log")
+        self.task = tasks.start(self._loop(), "copilot-pool cooldown log")
 
     def done(self) -> None:
         if self.task is not None:

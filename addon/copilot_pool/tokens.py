@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from . import tasks
 from .accounts import AccountConfig
 from .clock import Clock
 from .pool import Account, CopilotToken, Pool, State
@@ -129,9 +130,7 @@ class TokenKeeper:
     def start(self, account: Account) -> None:
         """(Re)start the account's refresh loop; its first step is an exchange."""
         self.stop(account.name)
-        task = asyncio.get_running_loop().create_task(self._loop(account), name=f"copilot-pool refresh {account.name}")
-        task.add_done_callback(_log_crash)
-        self.loops[account.name] = task
+        self.loops[account.name] = tasks.start(self._loop(account), f"copilot-pool refresh loop of {account.name}")
 
     def stop(self, name: str) -> None:
         task = self.loops.pop(name, None)
@@ -250,8 +249,3 @@ def backoff(failures: int) -> float:
     """Exponential backoff with +-20% jitter: 1, 2, 4 ... 60 s."""
     return min(MAX_BACKOFF, 2.0 ** (failures - 1)) * random.uniform(0.8, 1.2)
 
-
-def _log_crash(task: asyncio.Task) -> None:
-    # mitmproxy does not log exceptions of tasks it did not start
-    if not task.cancelled() and task.exception() is not None:
-        log.error(f"pool: refresh loop {task.get_name()} crashed: {task.exception()!r}")

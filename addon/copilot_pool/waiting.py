@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from . import tasks
 from .pool import Account, Lease, NoAccountAvailable, Pool
 
 log = logging.getLogger("copilot_pool")
@@ -60,8 +61,7 @@ class WaitQueue:
         self._queue.append(waiter)
         self._wake.set()
         if self._dispatcher is None or self._dispatcher.done():
-            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch(), name="copilot-pool wait queue")
-            self._dispatcher.add_done_callback(_log_crash)
+            self._dispatcher = tasks.start(self._dispatch(), "copilot-pool wait queue")
         try:
             lease = await waiter.future
         except asyncio.CancelledError:
@@ -136,7 +136,3 @@ def _can_wait(e: NoAccountAvailable, max_wait: float) -> bool:
 def _copy(e: NoAccountAvailable) -> NoAccountAvailable:
     return NoAccountAvailable(e.status, e.code, e.message, e.retry_after, recovers_in=e.recovers_in, waitable=e.waitable)
 
-
-def _log_crash(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error(f"pool: wait queue crashed: {task.exception()!r}")

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from . import tasks
 from .clock import Clock
 
 log = logging.getLogger("copilot_pool")
@@ -62,6 +63,4 @@ class FileWatcher:
 
 
 def start(watcher: FileWatcher) -> asyncio.Task:
-    task = asyncio.get_running_loop().create_task(watcher.run(), name="copilot-pool accounts watcher")
-    task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.error(f"pool: accounts watcher stopped: {t.exception()!r}"))
-    return task
+    return tasks.start(watcher.run(), "copilot-pool accounts watcher")
