@@ -143,3 +143,15 @@ async def test_quota_poll_asks_only_about_accounts_not_heard_from_lately():
         await asyncio.sleep(0)
     task.cancel()
     assert asked == ["b"] and pool.accounts["b"].quota.remaining == 30
+
+
+async def test_request_goes_to_the_endpoint_with_host_header_port_and_prefix(addon):
+    from dataclasses import replace
+
+    for account in addon.service.pool.accounts.values():
+        account.token = replace(account.token, api_endpoint="http://127.0.0.1:8443/base/")
+    flow = pooled_flow()
+    flow.request.path = "/chat/completions?x=1"
+    await addon.request(flow)
+    assert flow.request.url == "http://127.0.0.1:8443/base/chat/completions?x=1"
+    assert flow.request.headers["host"] == "127.0.0.1:8443"

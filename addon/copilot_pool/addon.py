@@ -10,12 +10,13 @@ kept in the flow) or `error` (count it out, redact).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 import httpx
 from mitmproxy import command, ctx, exceptions, http
@@ -53,6 +54,7 @@ class Pooled:
 
     lease: Lease  # the current attempt's claim; every attempt holds its own and releases it exactly once
     route: Route
+    path: str  # as the client sent it: every attempt goes to its account's endpoint + this
     github_credential: bool  # the client sent a GitHub token (Copilot CLI), not a Copilot token
     conversation: str | None
     token_generation: int = 0  # the current account's token generation when the attempt was sent
@@ -218,23 +220,23 @@ class CopilotPool:
         if flow.error or not flow.live:
             lease.release()  # the client went away while we waited
             return
-        pooled = Pooled(lease, route, sends_github_token(req.headers.get("authorization")), conversation)
+        pooled = Pooled(lease, route, req.path, sends_github_token(req.headers.get("authorization")), conversation)
         self.pooled[flow.id] = pooled
-        url, credential = self._target(pooled, req.path)
-        req.url = url
+        base, credential = self._target(pooled)
+        _point_at(req, base, pooled.path)
         req.headers["authorization"] = f"Bearer {credential}"
         flow.metadata["copilot_pool.account"] = lease.account.name
         flow.comment = f"pool: {lease.account.name} ({lease.reason}{f', waited {waited:.1f}s' if waited else ''})"
 
-    def _target(self, pooled: Pooled, path: str) -> tuple[str, str]:
-        """Where the current attempt goes and the credential it carries."""
+    def _target(self, pooled: Pooled) -> tuple[str, str]:
+        """The endpoint the current attempt goes to and the credential it carries."""
         account, token = pooled.lease.account, pooled.lease.account.token
         assert token is not None  # acquire only hands out accounts holding a valid token
         pooled.tried.append(account)
         pooled.token_generation = account.token_generation
         base = token.api_endpoint if pooled.route is Route.API else token.proxy_endpoint
         credential = account.config.github_token if pooled.github_credential else token.value
-        return base.rstrip("/") + path, credential
+        return base, credential
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
@@ -276,7 +278,8 @@ class CopilotPool:
                     flow.response = _error_response(e)  # nothing can serve now: the pool's own answer says when
                 break
             pooled.switch(lease)
-            url, credential = self._target(pooled, flow.request.path)
+            base, credential = self._target(pooled)
+            url = base.rstrip("/") + pooled.path
             flow.comment += f"; retried on {lease.account.name} ({lease.reason}{f', waited {waited:.1f}s' if waited else ''})"
             try:
                 status, headers, body = await self._resend(flow.request, url, credential)
@@ -403,6 +406,22 @@ class CopilotPool:
         except UnknownAccount as e:
             return f"error: {e}"
         return f"pool: {name} {account.base_state.value}"
+
+
+def _point_at(req: http.Request, base: str, path: str) -> None:
+    """`req.url = base + path` at a third of the cost: each endpoint is parsed once, not once per request."""
+    scheme, host, port, prefix = _endpoint(base)
+    req.scheme, req.port = scheme, port
+    req.host = host  # last: it rewrites the Host header (and :authority) from scheme, host and port
+    if prefix:
+        req.path = prefix + path
+
+
+@functools.lru_cache(maxsize=256)
+def _endpoint(base: str) -> tuple[str, str, int, str]:
+    parts = urlsplit(base)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, parts.hostname or "", port, parts.path.rstrip("/")
 
 
 def _error_response(e: NoAccountAvailable) -> http.Response:
