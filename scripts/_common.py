@@ -9,10 +9,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "addon"))
 
 import httpx  # noqa: E402
 
-from copilot_pool.tokens import EXCHANGE_HEADERS  # noqa: E402
+from copilot_pool.quota import USER_PATH  # noqa: E402
+from copilot_pool.tokens import DEFAULT_GITHUB_API, EXCHANGE_HEADERS  # noqa: E402, F401 (DEFAULT_GITHUB_API: for the scripts)
 
 DEFAULT_GITHUB_URL = "https://github.com"
-DEFAULT_GITHUB_API = "https://api.github.com"
 COPILOT_CLIENT_ID = "Iv1.b507a08c87ecfe98"  # the GitHub app editors' Copilot plugins sign in with
 
 
@@ -24,7 +24,7 @@ def client() -> httpx.Client:
 def copilot_user(http: httpx.Client, github_api: str, github_token: str) -> httpx.Response:
     """GET /copilot_internal/user: login, copilot_plan and quota snapshots of the token's owner."""
     headers = {**EXCHANGE_HEADERS, "authorization": f"token {github_token}"}
-    return http.get(github_api.rstrip("/") + "/copilot_internal/user", headers=headers)
+    return http.get(github_api.rstrip("/") + USER_PATH, headers=headers)
 
 
 def json_object(response: httpx.Response) -> dict:

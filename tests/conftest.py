@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from e2e import ALICE, BOB
 from fake_copilot import FakeCopilot
 from mitmdump_process import Mitmdump
 
@@ -9,8 +10,8 @@ from mitmdump_process import Mitmdump
 @pytest.fixture
 def fake():
     upstream = FakeCopilot(stream_chunks=5, stream_interval=0.15)
-    upstream.add_account("alice", "gho_alice_secret_0001")
-    upstream.add_account("bob", "gho_bob_secret_0002", account_type="business")
+    for account in (ALICE, BOB):
+        upstream.add_account(account["name"], account["github_token"], account.get("account_type", "individual"))
     upstream.start()
     yield upstream
     upstream.stop()

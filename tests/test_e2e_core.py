@@ -5,23 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-
+from e2e import ALICE, BOB, inference, pool_proxy
 from mitmdump_process import chat, write_accounts
-
-ALICE = {"name": "alice", "github_token": "gho_alice_secret_0001"}
-BOB = {"name": "bob", "github_token": "gho_bob_secret_0002", "account_type": "business"}
-
-
-def pool_proxy(start_proxy, fake, tmp_path, accounts=(ALICE, BOB), **options):
-    path = write_accounts(tmp_path / "accounts.json", list(accounts))
-    proxy = start_proxy({"pool_accounts": path, "pool_github_api": fake.base_url, **options})
-    for account in accounts:
-        proxy.wait_for(rf"pool: account {account['name']} active")
-    return proxy
-
-
-def inference(fake):
-    return [e for e in fake.entries() if not e.path.startswith("/copilot_internal")]
 
 
 def test_legacy_token_without_accounts_file(start_proxy, fake):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from mitmdump_process import chat, write_accounts
-
-ALICE = {"name": "alice", "github_token": "gho_alice_secret_0001"}
+from e2e import ALICE, pool_proxy
+from mitmdump_process import chat
 
 
 def test_401_refreshes_the_token(start_proxy, fake, tmp_path):
-    path = write_accounts(tmp_path / "accounts.json", [ALICE])
-    proxy = start_proxy({"pool_accounts": path, "pool_github_api": fake.base_url})
-    proxy.wait_for(r"account alice active")
+    proxy = pool_proxy(start_proxy, fake, tmp_path, [ALICE])
     fake.expire_tokens("alice")  # upstream no longer accepts the token the pool holds
     stale = set(fake.issued_tokens())
     with proxy.client() as client:

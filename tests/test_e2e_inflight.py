@@ -7,10 +7,9 @@ import time
 
 import httpx
 
-from mitmdump_process import chat, wait_until, write_accounts
+from e2e import pool_proxy
+from mitmdump_process import chat, wait_until
 
-ALICE = {"name": "alice", "github_token": "gho_alice_secret_0001"}
-BOB = {"name": "bob", "github_token": "gho_bob_secret_0002", "account_type": "business"}
 
 
 def in_flight(client) -> dict[str, int]:
@@ -18,10 +17,7 @@ def in_flight(client) -> dict[str, int]:
 
 
 def test_client_disconnects_release_their_account(start_proxy, fake, tmp_path):
-    path = write_accounts(tmp_path / "accounts.json", [ALICE, BOB])
-    proxy = start_proxy({"pool_accounts": path, "pool_github_api": fake.base_url})
-    proxy.wait_for(r"account alice active")
-    proxy.wait_for(r"account bob active")
+    proxy = pool_proxy(start_proxy, fake, tmp_path)
     with proxy.client() as status:
         fake.set_delay(3.0)
         # 1. clients that give up long before upstream answers

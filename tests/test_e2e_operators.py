@@ -11,21 +11,15 @@ import httpx
 import pytest
 
 from browser import pixels_near, png_pixels, run_chromium
+from e2e import ALICE, BOB, CAROL, pool_proxy
 from mitmdump_process import chat, write_accounts
 
-ALICE = {"name": "alice", "github_token": "gho_alice_secret_0001"}
-BOB = {"name": "bob", "github_token": "gho_bob_secret_0002", "account_type": "business"}
-CAROL = {"name": "carol", "github_token": "gho_carol_secret_0003"}
 BADGES = {"active": (0x1A, 0x7F, 0x37), "cooling": (0xBF, 0x87, 0x00), "failed": (0xCF, 0x22, 0x2E)}
 CAPTURE = Path(__file__).resolve().parent / "capture_upstream.py"
 
 
 def start_pool(start_proxy, fake, tmp_path, accounts, wait=("alice", "bob"), **options):
-    path = write_accounts(tmp_path / "accounts.json", list(accounts))
-    proxy = start_proxy({"pool_accounts": path, "pool_github_api": fake.base_url, **options}, args=options.pop("args", []))
-    for name in wait:
-        proxy.wait_for(rf"pool: account {name} (active|failed)")
-    return proxy
+    return pool_proxy(start_proxy, fake, tmp_path, accounts, wait=wait, ready="(active|failed)", **options)
 
 
 def test_status_page_in_headless_chromium(start_proxy, fake, tmp_path):

@@ -5,11 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from e2e import ALICE, BOB, CAROL, pool_proxy
 from mitmdump_process import chat, write_accounts
-
-ALICE = {"name": "alice", "github_token": "gho_alice_secret_0001"}
-BOB = {"name": "bob", "github_token": "gho_bob_secret_0002", "account_type": "business"}
-CAROL = {"name": "carol", "github_token": "gho_carol_secret_0003"}
 APPLY_WITHIN = 2.0  # seconds from the write to the change being in effect
 
 
@@ -40,10 +37,8 @@ class Traffic:
 
 def test_accounts_file_changes_under_traffic(start_proxy, fake, tmp_path):
     fake.add_account("carol", CAROL["github_token"])
-    path = write_accounts(tmp_path / "accounts.json", [ALICE, BOB])
-    proxy = start_proxy({"pool_accounts": path, "pool_github_api": fake.base_url})
-    proxy.wait_for(r"account alice active")
-    proxy.wait_for(r"account bob active")
+    proxy = pool_proxy(start_proxy, fake, tmp_path, [ALICE, BOB])
+    path = tmp_path / "accounts.json"
     traffic = Traffic(proxy)
 
     def change(accounts, *expect: str) -> float:
@@ -117,9 +112,8 @@ def test_token_file_change_re_exchanges(start_proxy, fake, tmp_path):
 
 
 def test_invalid_file_at_runtime_keeps_pool_and_pool_reload_too(start_proxy, fake, tmp_path):
-    path = write_accounts(tmp_path / "accounts.json", [ALICE])
-    proxy = start_proxy({"pool_accounts": path, "pool_github_api": fake.base_url})
-    proxy.wait_for(r"account alice active")
+    proxy = pool_proxy(start_proxy, fake, tmp_path, [ALICE])
+    path = tmp_path / "accounts.json"
     write_accounts(path, [{"name": "alice", "github_token": "gho_alice_secret_0001", "bogus": 1}])
     proxy.wait_for(r"accounts file change ignored.*accounts\[0\] 'alice': field 'bogus': unknown field", timeout=APPLY_WITHIN)
     path.unlink()

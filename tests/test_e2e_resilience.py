@@ -10,7 +10,7 @@ import pytest
 
 from fake_copilot import FakeCopilot
 from mitmdump_process import chat
-from test_e2e_core import inference, pool_proxy
+from e2e import inference, pool_proxy
 
 ACCOUNTS = [
     {"name": "alice", "github_token": "gho_alice_secret_0001"},

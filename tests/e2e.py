@@ -1,0 +1,24 @@
+"""Shared by the end-to-end tests: the fake's accounts and a pool proxy started on them."""
+
+from __future__ import annotations
+
+from mitmdump_process import write_accounts
+
+ALICE = {"name": "alice", "github_token": "gho_alice_secret_0001"}
+BOB = {"name": "bob", "github_token": "gho_bob_secret_0002", "account_type": "business"}
+CAROL = {"name": "carol", "github_token": "gho_carol_secret_0003"}
+
+
+def pool_proxy(start_proxy, fake, tmp_path, accounts=(ALICE, BOB), *, wait=None, ready="active", args=(), **options):
+    """mitmdump with the pool on `accounts` (written to tmp_path/accounts.json), once each account named in
+    `wait` (default: all) has logged `ready`."""
+    path = write_accounts(tmp_path / "accounts.json", list(accounts))
+    proxy = start_proxy({"pool_accounts": path, "pool_github_api": fake.base_url, **options}, args=list(args))
+    for name in wait if wait is not None else [a["name"] for a in accounts]:
+        proxy.wait_for(rf"pool: account {name} {ready}")
+    return proxy
+
+
+def inference(fake):
+    """What the fake served on the Copilot API, without the token exchanges."""
+    return [e for e in fake.entries() if not e.path.startswith("/copilot_internal")]
