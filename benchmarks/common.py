@@ -22,13 +22,11 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "addon"))
+sys.path.insert(0, str(ROOT / "scripts"))  # the helpers the tests use too; not a package
 
 from mitmdump_process import PROXY_ENV_VARS, Mitmdump, stop_process, write_accounts  # noqa: E402
 
 STREAM_SSE = ROOT / "benchmarks" / "stream_sse.py"
-STATUS_URL = "http://copilot-pool/status.json"  # the addon's status page, answered inside mitmdump
 COPILOT_HOST = "api.individual.githubcopilot.com"
 CLIENT_CREDENTIAL = "gho_benchmark_client_own_token"  # a GitHub-kind credential, as the Copilot CLI sends
 CHAT_BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -40,14 +38,38 @@ QUIET = {"flow_detail": 0}
 class Upstream:
     """scripts/fake_copilot.py as its own process, with `accounts` individual accounts (bench0, bench1, ...)."""
 
-    def __init__(self, accounts: int = 3, *, delay_ms: float = 0.0, exchange_delay_ms: float = 0.0,
-                 churn_429: float = 0.0, churn_retry_ms: int = 20, stream_chunks: int = 5,
-                 stream_interval_ms: float = 20.0) -> None:
-        self.accounts = [{"name": f"bench{i}", "github_token": f"gho_bench_{i:04d}_{os.getpid()}"} for i in range(accounts)]
-        cmd = [sys.executable, str(ROOT / "scripts" / "fake_copilot.py"), "--port", "0",
-               "--delay-ms", str(delay_ms), "--exchange-delay-ms", str(exchange_delay_ms),
-               "--churn-429", str(churn_429), "--churn-retry-ms", str(churn_retry_ms),
-               "--stream-chunks", str(stream_chunks), "--stream-interval-ms", str(stream_interval_ms)]
+    def __init__(
+        self,
+        accounts: int = 3,
+        *,
+        delay_ms: float = 0.0,
+        exchange_delay_ms: float = 0.0,
+        churn_429: float = 0.0,
+        churn_retry_ms: int = 20,
+        stream_chunks: int = 5,
+        stream_interval_ms: float = 20.0,
+    ) -> None:
+        self.accounts = [
+            {"name": f"bench{i}", "github_token": f"gho_bench_{i:04d}_{os.getpid()}"} for i in range(accounts)
+        ]
+        cmd = [
+            sys.executable,
+            str(ROOT / "scripts" / "fake_copilot.py"),
+            "--port",
+            "0",
+            "--delay-ms",
+            str(delay_ms),
+            "--exchange-delay-ms",
+            str(exchange_delay_ms),
+            "--churn-429",
+            str(churn_429),
+            "--churn-retry-ms",
+            str(churn_retry_ms),
+            "--stream-chunks",
+            str(stream_chunks),
+            "--stream-interval-ms",
+            str(stream_interval_ms),
+        ]
         for a in self.accounts:
             cmd += ["--account", f"{a['name']}={a['github_token']}"]
         env = {k: v for k, v in os.environ.items() if k not in PROXY_ENV_VARS}
@@ -69,19 +91,16 @@ def workdir() -> Path:
 def pool_proxy(upstream: Upstream, work: Path, *, options: dict | None = None, timeout: float = 30.0) -> Mitmdump:
     """mitmdump with the pool addon over all of `upstream`'s accounts, once every account is active."""
     accounts = write_accounts(work / f"accounts-{time.monotonic_ns()}.json", upstream.accounts)
-    proxy = Mitmdump(work / f"confdir-{time.monotonic_ns()}",
-                     {**QUIET, "pool_accounts": accounts, "pool_github_api": upstream.base_url, **(options or {})})
-    wait_active(proxy, len(upstream.accounts), timeout)
+    proxy = Mitmdump(
+        work / f"confdir-{time.monotonic_ns()}",
+        {**QUIET, "pool_accounts": accounts, "pool_github_api": upstream.base_url, **(options or {})},
+    )
+    try:
+        proxy.wait_accounts(timeout=timeout)
+    except AssertionError:
+        proxy.stop()
+        raise
     return proxy
-
-
-def wait_active(proxy: Mitmdump, count: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while sum("pool: account " in line and " active (" in line for line in list(proxy.lines)) < count:
-        if time.monotonic() > deadline or proxy.process.poll() is not None:
-            proxy.stop()
-            raise RuntimeError("pool accounts never became active:\n" + proxy.output()[-3000:])
-        time.sleep(0.02)
 
 
 def plain_proxy(upstream: Upstream, work: Path, *, stream_sse: bool = False) -> Mitmdump:
@@ -104,8 +123,13 @@ class Target:
     def client(self, **kw) -> httpx.AsyncClient:
         if self.proxy is None:
             return httpx.AsyncClient(trust_env=False, timeout=30, **kw)
-        return httpx.AsyncClient(proxy=f"http://127.0.0.1:{self.proxy.port}", trust_env=False, timeout=30,
-                                 verify=ssl.create_default_context(cafile=self.proxy.ca), **kw)
+        return httpx.AsyncClient(
+            proxy=f"http://127.0.0.1:{self.proxy.port}",
+            trust_env=False,
+            timeout=30,
+            verify=ssl.create_default_context(cafile=self.proxy.ca),
+            **kw,
+        )
 
     @property
     def headers(self) -> dict[str, str]:
@@ -147,6 +171,7 @@ async def run_load(target: Target, concurrency: int, seconds: float, warmup: int
     sample = Sample()
     clients = [target.client(limits=httpx.Limits(max_connections=1)) for _ in range(concurrency)]
     try:
+
         async def warm(client: httpx.AsyncClient) -> None:
             for _ in range(warmup):
                 await client.post(target.url, headers=target.headers, json=CHAT_BODY)
@@ -196,10 +221,7 @@ def rss_kib(pid: int) -> int:
 
 def in_flight(proxy: Mitmdump) -> int:
     """Requests in flight over all accounts, as the pool inside mitmdump counts them (its status page)."""
-    with httpx.Client(proxy=f"http://127.0.0.1:{proxy.port}", trust_env=False, timeout=10) as client:
-        response = client.get(STATUS_URL)
-    response.raise_for_status()
-    return sum(account["in_flight"] for account in response.json()["accounts"])
+    return sum(account["in_flight"] for account in proxy.status()["accounts"])
 
 
 def machine() -> dict:

@@ -15,9 +15,20 @@ import asyncio
 import time
 
 import httpx
-
-from common import (CHAT_BODY, Target, Upstream, dump, machine, plain_proxy, plain_target, pool_proxy, pool_target,
-                    in_flight, rss_kib, workdir)
+from common import (
+    CHAT_BODY,
+    Target,
+    Upstream,
+    dump,
+    in_flight,
+    machine,
+    plain_proxy,
+    plain_target,
+    pool_proxy,
+    pool_target,
+    rss_kib,
+    workdir,
+)
 
 
 async def one_stream(client: httpx.AsyncClient, target: Target, chunks: int) -> bool:
@@ -49,8 +60,15 @@ async def wave(client: httpx.AsyncClient, target: Target, streams: int, chunks: 
         await asyncio.sleep(0.1)
     if not pooled:
         await asyncio.sleep(0.5)  # let mitmdump finish with the last flows before reading its memory
-    return {"seconds": round(seconds, 1), "ok": ok, "failed": streams - ok, "peak_in_flight": peak_in_flight, "in_flight_after": after,
-            "peak_rss_kib": peak_rss, "rss_after_kib": rss_kib(pid)}
+    return {
+        "seconds": round(seconds, 1),
+        "ok": ok,
+        "failed": streams - ok,
+        "peak_in_flight": peak_in_flight,
+        "in_flight_after": after,
+        "peak_rss_kib": peak_rss,
+        "rss_after_kib": rss_kib(pid),
+    }
 
 
 async def waves(target: Target, streams: int, count: int, chunks: int, pid: int, pooled: bool) -> list[dict]:

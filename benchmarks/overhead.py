@@ -14,8 +14,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from common import (Sample, Target, Upstream, direct_target, dump, machine, median, ms, percentile, plain_proxy,
-                    plain_target, pool_proxy, pool_target, run_load, workdir)
+from common import (
+    Sample,
+    Target,
+    Upstream,
+    direct_target,
+    dump,
+    machine,
+    median,
+    ms,
+    percentile,
+    plain_proxy,
+    plain_target,
+    pool_proxy,
+    pool_target,
+    run_load,
+    workdir,
+)
 
 
 def summarise(samples: list[Sample]) -> dict:
@@ -38,16 +53,25 @@ def summarise(samples: list[Sample]) -> dict:
     }
 
 
-def run(rounds: int = 6, seconds: float = 1.5, concurrency: tuple[int, ...] = (1, 8), delay_ms: float = 10.0,
-        churn: float = 0.1) -> dict:
+def run(
+    rounds: int = 6,
+    seconds: float = 1.5,
+    concurrency: tuple[int, ...] = (1, 8),
+    delay_ms: float = 10.0,
+    churn: float = 0.1,
+) -> dict:
     work = workdir()
     upstream = Upstream(3, delay_ms=delay_ms)
     churn_upstream = Upstream(3, delay_ms=delay_ms, churn_429=churn)
     proxies = []
     try:
         proxies = [plain_proxy(upstream, work), pool_proxy(upstream, work), pool_proxy(churn_upstream, work)]
-        targets = [direct_target(upstream), plain_target(upstream, proxies[0]), pool_target(proxies[1]),
-                   pool_target(proxies[2], f"pool, {churn:.0%} 429 churn")]
+        targets = [
+            direct_target(upstream),
+            plain_target(upstream, proxies[0]),
+            pool_target(proxies[1]),
+            pool_target(proxies[2], f"pool, {churn:.0%} 429 churn"),
+        ]
         levels = {c: measure(targets, rounds, seconds, c) for c in concurrency}
     finally:
         for p in proxies:
@@ -57,8 +81,13 @@ def run(rounds: int = 6, seconds: float = 1.5, concurrency: tuple[int, ...] = (1
     return {
         "benchmark": "overhead",
         "machine": machine(),
-        "settings": {"rounds": rounds, "seconds_per_round": seconds, "upstream_delay_ms": delay_ms,
-                     "churn_429": churn, "churn_retry_after_ms": 20},
+        "settings": {
+            "rounds": rounds,
+            "seconds_per_round": seconds,
+            "upstream_delay_ms": delay_ms,
+            "churn_429": churn,
+            "churn_retry_after_ms": 20,
+        },
         "by_concurrency": levels,
     }
 
@@ -66,11 +95,12 @@ def run(rounds: int = 6, seconds: float = 1.5, concurrency: tuple[int, ...] = (1
 def measure(targets: list[Target], rounds: int, seconds: float, concurrency: int) -> dict:
     samples: dict[str, list[Sample]] = {t.name: [] for t in targets}
     for r in range(rounds):  # rotated order: no mode always runs first or last
-        for target in targets[r % len(targets):] + targets[:r % len(targets)]:
+        for target in targets[r % len(targets) :] + targets[: r % len(targets)]:
             samples[target.name].append(asyncio.run(run_load(target, concurrency, seconds)))
     plain, pool = samples["mitmdump"], samples["pool"]
-    throughput_ratio = [len(b.latencies) / b.seconds / (len(a.latencies) / a.seconds) for a, b in zip(plain, pool)]
-    p50_delta = [percentile(b.latencies, 50) - percentile(a.latencies, 50) for a, b in zip(plain, pool)]
+    pairs = list(zip(plain, pool, strict=True))
+    throughput_ratio = [len(b.latencies) / b.seconds / (len(a.latencies) / a.seconds) for a, b in pairs]
+    p50_delta = [percentile(b.latencies, 50) - percentile(a.latencies, 50) for a, b in pairs]
     return {
         "modes": {name: summarise(s) for name, s in samples.items()},
         "pool_vs_mitmdump": {
@@ -88,7 +118,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.5, help="per mode per round")
     parser.add_argument("--concurrency", default="1,8", help="comma-separated levels, each measured in full")
     parser.add_argument("--delay-ms", type=float, default=10.0, help="the fake's delay before each answer")
-    parser.add_argument("--churn", type=float, default=0.1, help="fraction of upstream answers that are 429s in mode (4)")
+    parser.add_argument(
+        "--churn", type=float, default=0.1, help="fraction of upstream answers that are 429s in mode (4)"
+    )
     a = parser.parse_args()
     dump(run(a.rounds, a.seconds, tuple(int(c) for c in a.concurrency.split(",")), a.delay_ms, a.churn))
 

@@ -79,9 +79,25 @@ def run(seconds: float = 10.0, concurrency: int = 8, churn: float = 0.1, rate: i
     try:
         proxy = pool_proxy(upstream, work)
         out = work / "profile.txt"
-        recorder = subprocess.Popen([spy, "record", "--pid", str(proxy.process.pid), "--duration", str(int(seconds)),
-                                     "--rate", str(rate), "--format", "raw", "--output", str(out)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        recorder = subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(proxy.process.pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                str(rate),
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(0.5)  # let py-spy attach before the load starts
         sample = asyncio.run(run_load(pool_target(proxy), concurrency, seconds))
         _, err = recorder.communicate(timeout=seconds + 30)

@@ -41,14 +41,23 @@ def benchmarks(quick: bool) -> dict:
 
 
 def summary(r: dict, started: dict, seconds: float) -> str:
-    out = [f"Machine: {started['nproc']} cores (`nproc`), load average {started['loadavg_1m']} at the start; "
-           f"Python {started['python']}; all benchmarks took {seconds:.0f} s.", ""]
+    out = [
+        f"Machine: {started['nproc']} cores (`nproc`), load average {started['loadavg_1m']} at the start; "
+        f"Python {started['python']}; all benchmarks took {seconds:.0f} s.",
+        "",
+    ]
     o = r["overhead"]
     s = o["settings"]
-    out += ["#### Overhead", "", f"Upstream delay {s['upstream_delay_ms']:.0f} ms, {s['rounds']} interleaved rounds of "
-            f"{s['seconds_per_round']} s per mode; churn: {s['churn_429']:.0%} of upstream answers are 429 with "
-            f"`retry-after-ms: {s['churn_retry_after_ms']}`.", "",
-            "| concurrency | mode | req/s | p50 ms | p99 ms | answers |", "|---|---|---|---|---|---|"]
+    out += [
+        "#### Overhead",
+        "",
+        f"Upstream delay {s['upstream_delay_ms']:.0f} ms, {s['rounds']} interleaved rounds of "
+        f"{s['seconds_per_round']} s per mode; churn: {s['churn_429']:.0%} of upstream answers are 429 with "
+        f"`retry-after-ms: {s['churn_retry_after_ms']}`.",
+        "",
+        "| concurrency | mode | req/s | p50 ms | p99 ms | answers |",
+        "|---|---|---|---|---|---|",
+    ]
     for level, block in o["by_concurrency"].items():
         for mode, m in block["modes"].items():
             answers = ", ".join(f"{k}: {v}" for k, v in sorted(m["statuses"].items()))
@@ -56,50 +65,93 @@ def summary(r: dict, started: dict, seconds: float) -> str:
     out.append("")
     for level, block in o["by_concurrency"].items():
         c = block["pool_vs_mitmdump"]
-        out.append(f"- concurrency {level}: pool / plain mitmdump throughput **{c['throughput_ratio_median']}** "
-                   f"(per round {c['throughput_ratio_by_round']}), p50 difference **{c['p50_delta_ms_median']} ms** "
-                   f"(per round {c['p50_delta_ms_by_round']})")
+        out.append(
+            f"- concurrency {level}: pool / plain mitmdump throughput **{c['throughput_ratio_median']}** "
+            f"(per round {c['throughput_ratio_by_round']}), p50 difference **{c['p50_delta_ms_median']} ms** "
+            f"(per round {c['p50_delta_ms_by_round']})"
+        )
     st = r["streaming"]
-    out += ["", "#### Streaming", "", f"First SSE event, from the upstream's `sent_at` to the client "
-            f"({st['settings']['rounds']} rounds x {st['settings']['streams_per_round']} streams per path, "
-            f"{st['failed_streams']} failed).", "", "| path | p50 ms | p99 ms |", "|---|---|---|"]
+    out += [
+        "",
+        "#### Streaming",
+        "",
+        f"First SSE event, from the upstream's `sent_at` to the client "
+        f"({st['settings']['rounds']} rounds x {st['settings']['streams_per_round']} streams per path, "
+        f"{st['failed_streams']} failed).",
+        "",
+        "| path | p50 ms | p99 ms |",
+        "|---|---|---|",
+    ]
     for path, v in st["first_chunk_ms"].items():
         out.append(f"| {path} | {v['p50']} | {v['p99']} |")
-    out += ["", f"pool minus plain mitmdump, median of per-round p50s: **{st['pool_minus_mitmdump_p50_ms_median']} ms**"]
+    out += [
+        "",
+        f"pool minus plain mitmdump, median of per-round p50s: **{st['pool_minus_mitmdump_p50_ms_median']} ms**",
+    ]
     c, cp = r["concurrency"], r["concurrency_plain"]
     cs = c["settings"]
 
     def rss(x: dict) -> str:
-        return (f"idle {x['rss_idle_kib'] // 1024} MiB, after each wave {[k // 1024 for k in x['rss_after_each_wave_kib']]} "
-                f"MiB, growth over the last half {x['rss_growth_last_half_kib'] / 1024:.1f} MiB")
+        return (
+            f"idle {x['rss_idle_kib'] // 1024} MiB, "
+            f"after each wave {[k // 1024 for k in x['rss_after_each_wave_kib']]} "
+            f"MiB, growth over the last half {x['rss_growth_last_half_kib'] / 1024:.1f} MiB"
+        )
 
-    out += ["", "#### Concurrency", "", f"{cs['waves']} waves of {cs['streams']} concurrent SSE streams "
-            f"({cs['events_per_stream']} events, {cs['event_interval_ms']:.0f} ms apart) through the pool: "
-            f"**{c['failed_streams']} failed**; in flight (from the status page) peaked at {c['peak_in_flight']} and was "
-            f"{c['in_flight_after_each_wave']} after each wave. mitmdump's VmRSS with the pool: {rss(c)}; "
-            f"plain mitmdump, same waves ({cp['failed_streams']} failed): {rss(cp)}."]
+    out += [
+        "",
+        "#### Concurrency",
+        "",
+        f"{cs['waves']} waves of {cs['streams']} concurrent SSE streams "
+        f"({cs['events_per_stream']} events, {cs['event_interval_ms']:.0f} ms apart) through the pool: "
+        f"**{c['failed_streams']} failed**; in flight (from the status page) peaked at {c['peak_in_flight']} and was "
+        f"{c['in_flight_after_each_wave']} after each wave. mitmdump's VmRSS with the pool: {rss(c)}; "
+        f"plain mitmdump, same waves ({cp['failed_streams']} failed): {rss(cp)}.",
+    ]
     sc = r["scaling"]
     sizes = sc["settings"]["sizes"]
-    out += ["", "#### Pool scaling", "", f"Pure core, acquire + release, {sc['settings']['in_flight']} in flight; "
-            "p50 / p99 in µs.", "", "| strategy | " + " | ".join(f"{n} accounts" for n in sizes) + " |",
-            "|---|" + "---|" * len(sizes)]
+    out += [
+        "",
+        "#### Pool scaling",
+        "",
+        f"Pure core, acquire + release, {sc['settings']['in_flight']} in flight; p50 / p99 in µs.",
+        "",
+        "| strategy | " + " | ".join(f"{n} accounts" for n in sizes) + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
     for strategy, by_size in sc["acquire_release"].items():
         cells = [f"{by_size[str(n)]['p50_us']} / {by_size[str(n)]['p99_us']}" for n in sizes]
         out.append(f"| {strategy} | " + " | ".join(cells) + " |")
-    out += ["", f"Memory: {sc['memory_bytes_per_account']} bytes per account (config, state and token). "
-            f"Target p99 <= {sc['target_p99_us_at_largest']} µs at {sizes[-1]}: worst is {sc['worst_p99_us_at_largest']} µs."]
+    out += [
+        "",
+        f"Memory: {sc['memory_bytes_per_account']} bytes per account (config, state and token). "
+        f"Target p99 <= {sc['target_p99_us_at_largest']} µs at {sizes[-1]}: "
+        f"worst is {sc['worst_p99_us_at_largest']} µs.",
+    ]
     su = r["startup"]
-    out += ["", "#### Start-up", "", f"{su['settings']['accounts']} accounts, token exchange {su['settings']['exchange_delay_ms']:.0f} ms "
-            f"each: all active {[x['all_active_after_listening_ms'] for x in su['runs']]} ms after mitmdump listens "
-            f"(target {su['target_ms']} ms)."]
+    out += [
+        "",
+        "#### Start-up",
+        "",
+        f"{su['settings']['accounts']} accounts, token exchange {su['settings']['exchange_delay_ms']:.0f} ms "
+        f"each: all active {[x['all_active_after_listening_ms'] for x in su['runs']]} ms after mitmdump listens "
+        f"(target {su['target_ms']} ms).",
+    ]
     p = r["profile"]
     if "skipped" in p:
         out += ["", "#### Profile", "", f"Skipped ({p['skipped']})"]
     else:
-        out += ["", "#### Profile", "", f"py-spy, {p['settings']['seconds']:.0f} s at concurrency {p['settings']['concurrency']}, "
-                f"{p['settings']['churn_429']:.0%} churn, {p['busy_samples']} busy samples: the addon's code is "
-                f"**{p['addon_inclusive_pct']}%** of mitmdump's busy time.", "",
-                "| addon function (inclusive) | % | hottest functions (self) | % |", "|---|---|---|---|"]
+        out += [
+            "",
+            "#### Profile",
+            "",
+            f"py-spy, {p['settings']['seconds']:.0f} s at concurrency {p['settings']['concurrency']}, "
+            f"{p['settings']['churn_429']:.0%} churn, {p['busy_samples']} busy samples: the addon's code is "
+            f"**{p['addon_inclusive_pct']}%** of mitmdump's busy time.",
+            "",
+            "| addon function (inclusive) | % | hottest functions (self) | % |",
+            "|---|---|---|---|",
+        ]
         addon = list(p["addon_functions_inclusive_pct"].items())[:6]
         top = list(p["top_self_pct"].items())[:6]
         for i in range(max(len(addon), len(top))):
@@ -129,8 +181,11 @@ def main() -> None:
         print(f"{name} done in {time.monotonic() - t:.0f} s", flush=True)
     seconds = time.monotonic() - begin
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps({"machine_at_start": started, "machine_at_end": machine(),
-                                                     "seconds": round(seconds), **results}, indent=2))
+    (RESULTS / "latest.json").write_text(
+        json.dumps(
+            {"machine_at_start": started, "machine_at_end": machine(), "seconds": round(seconds), **results}, indent=2
+        )
+    )
     text = summary(json.loads(json.dumps(results)), started, seconds)
     (RESULTS / "latest.md").write_text(text)
     print("\n" + text)

@@ -17,24 +17,30 @@ import tracemalloc
 from collections import deque
 
 from common import dump, machine, percentile
-
-from copilot_pool.accounts import AccountConfig
-from copilot_pool.pool import CopilotToken, Pool, State
-from copilot_pool.strategies import STRATEGIES
+from copilot_pool.core.model import AccountConfig, CopilotToken
+from copilot_pool.core.pool import Pool
+from copilot_pool.core.strategies import STRATEGIES
+from copilot_pool.runtime.clock import SystemClock
 
 IN_FLIGHT = 16
 
 
 def active_pool(size: int, strategy: str) -> Pool:
-    pool = Pool(strategy)
+    pool = Pool(SystemClock(), strategy)
     pool.apply([AccountConfig(f"account{i:05d}", f"gho_scaling_{i:05d}_{'x' * 24}") for i in range(size)])
     now = pool.clock.now()
     for i, account in enumerate(pool.accounts.values()):
         # a realistic token: ~100 characters, endpoints shared by type as real exchanges answer them
         value = f"tid={i:032x};exp=1999999999;sku=copilot_for_individuals_subscriber;proxy-ep=proxy.example:{'f' * 40}"
-        account.token = CopilotToken(value, now + 3600, now + 3000, "https://api.individual.githubcopilot.com",
-                                     "https://proxy.individual.githubcopilot.com", "copilot_for_individuals_subscriber")
-        account.base_state = State.ACTIVE
+        token = CopilotToken(
+            value,
+            now + 3600,
+            now + 3000,
+            "https://api.individual.githubcopilot.com",
+            "https://proxy.individual.githubcopilot.com",
+            "copilot_for_individuals_subscriber",
+        )
+        pool.token_received(account, token)
     return pool
 
 
@@ -76,9 +82,11 @@ def run(ops: int = 20000, sizes: tuple[int, ...] = (10, 100, 1000)) -> dict:
             time_ops(pool, min(ops, 1000))  # warm up
             gc.collect()
             costs = time_ops(pool, ops if size < 1000 else ops // 2)
-            results[strategy][size] = {"p50_us": round(percentile(costs, 50) / 1000, 1),
-                                       "p99_us": round(percentile(costs, 99) / 1000, 1),
-                                       "mean_us": round(sum(costs) / len(costs) / 1000, 1)}
+            results[strategy][size] = {
+                "p50_us": round(percentile(costs, 50) / 1000, 1),
+                "p99_us": round(percentile(costs, 99) / 1000, 1),
+                "mean_us": round(sum(costs) / len(costs) / 1000, 1),
+            }
     largest = max(sizes)
     return {
         "benchmark": "scaling",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Start-up: mitmdump with the pool addon and 100 accounts whose token exchange takes 200 ms each (the fake's
-exchange delay). Measures from the moment mitmdump reports it is listening until every account is active (its
-`pool: account NAME active` log line has arrived); exchanged one after another that would take 20 s.
+exchange delay). Measures from the moment mitmdump reports it is listening until the status page shows every
+account active (polled every 5 ms); exchanged one after another that would take 20 s.
 
     .venv/bin/python benchmarks/startup.py [--accounts 100 --exchange-delay-ms 200 --runs 3]
 """
@@ -23,17 +23,22 @@ def one_start(upstream: Upstream, count: int, timeout: float = 30.0) -> dict:
     listening = time.monotonic()
     try:
         first = None
-        while (active := sum(" active (" in line for line in list(proxy.lines))) < count:
+        while (active := sum(a["state"] == "active" for a in proxy.status()["accounts"])) < count:
             if active and first is None:
                 first = time.monotonic()
             if time.monotonic() - listening > timeout:
-                raise RuntimeError(f"only {active}/{count} accounts active after {timeout}s:\n" + proxy.output()[-2000:])
+                raise RuntimeError(
+                    f"only {active}/{count} accounts active after {timeout}s:\n" + proxy.output()[-2000:]
+                )
             time.sleep(0.005)
         done = time.monotonic()
     finally:
         proxy.stop()
-    return {"all_active_after_listening_ms": ms(done - listening), "first_active_after_listening_ms": ms((first or done) - listening),
-            "spawn_to_listening_ms": ms(listening - spawned)}
+    return {
+        "all_active_after_listening_ms": ms(done - listening),
+        "first_active_after_listening_ms": ms((first or done) - listening),
+        "spawn_to_listening_ms": ms(listening - spawned),
+    }
 
 
 def run(count: int = 100, exchange_delay_ms: float = 200.0, runs: int = 3) -> dict:

@@ -14,9 +14,22 @@ import json
 import time
 
 import httpx
-
-from common import (CHAT_BODY, Target, Upstream, direct_target, dump, machine, median, ms, percentile,
-                    plain_proxy, plain_target, pool_proxy, pool_target, workdir)
+from common import (
+    CHAT_BODY,
+    Target,
+    Upstream,
+    direct_target,
+    dump,
+    machine,
+    median,
+    ms,
+    percentile,
+    plain_proxy,
+    plain_target,
+    pool_proxy,
+    pool_target,
+    workdir,
+)
 
 
 async def first_chunk_latencies(target: Target, streams: int, concurrency: int) -> tuple[list[float], int]:
@@ -68,7 +81,7 @@ def run(rounds: int = 4, streams: int = 40, concurrency: int = 2) -> dict:
         p50_by_round: dict[str, list[float]] = {t.name: [] for t in targets}
         failures = 0
         for r in range(rounds):
-            for target in targets[r % len(targets):] + targets[:r % len(targets)]:
+            for target in targets[r % len(targets) :] + targets[: r % len(targets)]:
                 latencies, failed = asyncio.run(first_chunk_latencies(target, streams, concurrency))
                 results[target.name] += latencies
                 p50_by_round[target.name].append(percentile(latencies, 50))
@@ -77,15 +90,21 @@ def run(rounds: int = 4, streams: int = 40, concurrency: int = 2) -> dict:
         for p in proxies:
             p.stop()
         upstream.stop()
-    delta = [b - a for a, b in zip(p50_by_round["mitmdump"], p50_by_round["pool"])]
+    delta = [b - a for a, b in zip(p50_by_round["mitmdump"], p50_by_round["pool"], strict=True)]
     return {
         "benchmark": "streaming",
         "machine": machine(),
-        "settings": {"rounds": rounds, "streams_per_round": streams, "concurrency": concurrency,
-                     "plain_mitmdump": "-s benchmarks/stream_sse.py"},
+        "settings": {
+            "rounds": rounds,
+            "streams_per_round": streams,
+            "concurrency": concurrency,
+            "plain_mitmdump": "-s benchmarks/stream_sse.py",
+        },
         "failed_streams": failures,
-        "first_chunk_ms": {name: {"streams": len(v), "p50": ms(percentile(v, 50)), "p99": ms(percentile(v, 99))}
-                           for name, v in results.items()},
+        "first_chunk_ms": {
+            name: {"streams": len(v), "p50": ms(percentile(v, 50)), "p99": ms(percentile(v, 99))}
+            for name, v in results.items()
+        },
         "pool_minus_mitmdump_p50_ms_median": ms(median(delta)),
     }
 

@@ -1,16 +1,11 @@
-"""Shared by the operator scripts: the addon package on sys.path, and the GitHub API calls they make."""
+"""Shared by the operator scripts: the GitHub API calls they make."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "addon"))
-
-import httpx  # noqa: E402
-
-from copilot_pool.quota import USER_PATH  # noqa: E402
-from copilot_pool.tokens import DEFAULT_GITHUB_API, EXCHANGE_HEADERS  # noqa: E402, F401 (DEFAULT_GITHUB_API: for the scripts)
+import httpx
+from copilot_pool.core.parse import json_object as parse_json_object
+from copilot_pool.github import DEFAULT_GITHUB_API as DEFAULT_GITHUB_API  # re-exported for the scripts
+from copilot_pool.github import EXCHANGE_HEADERS, USER_PATH
 
 DEFAULT_GITHUB_URL = "https://github.com"
 COPILOT_CLIENT_ID = "Iv1.b507a08c87ecfe98"  # the GitHub app editors' Copilot plugins sign in with
@@ -18,7 +13,9 @@ COPILOT_CLIENT_ID = "Iv1.b507a08c87ecfe98"  # the GitHub app editors' Copilot pl
 
 def client() -> httpx.Client:
     # trust_env=False: HTTPS_PROXY often points at the pool itself
-    return httpx.Client(trust_env=False, timeout=httpx.Timeout(20.0), headers={"user-agent": EXCHANGE_HEADERS["user-agent"]})
+    return httpx.Client(
+        trust_env=False, timeout=httpx.Timeout(20.0), headers={"user-agent": EXCHANGE_HEADERS["user-agent"]}
+    )
 
 
 def copilot_user(http: httpx.Client, github_api: str, github_token: str) -> httpx.Response:
@@ -29,8 +26,4 @@ def copilot_user(http: httpx.Client, github_api: str, github_token: str) -> http
 
 def json_object(response: httpx.Response) -> dict:
     """The response's JSON object, or {} when it is not one."""
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    return parse_json_object(response.content)

@@ -15,15 +15,11 @@ import argparse
 import heapq
 import random
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "addon"))
-
-from copilot_pool.accounts import AccountConfig  # noqa: E402
-from copilot_pool.clock import FakeClock  # noqa: E402
-from copilot_pool.pool import Account, CopilotToken, Pool, State  # noqa: E402
-from copilot_pool.strategies import LeastBusy, SmoothWeighted  # noqa: E402
+from copilot_pool.core.model import Account, AccountConfig, CopilotToken
+from copilot_pool.core.pool import Pool
+from copilot_pool.core.strategies import Eligible, LeastBusy, Ready, SmoothWeighted
+from copilot_pool.runtime.clock import FakeClock
 
 
 class PowerOfTwo:  # measured here, not shipped: least-busy balances better (README, Strategies)
@@ -31,9 +27,10 @@ class PowerOfTwo:  # measured here, not shipped: least-busy balances better (REA
 
     name = "p2c"
 
-    def pick(self, candidates: Sequence[Account]) -> Account:
-        if len(candidates) == 1:
-            return candidates[0]
+    def pick(self, ready: Ready, eligible: Eligible) -> Account | None:
+        candidates = [a for a in ready.in_file_order if eligible(a)]
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
         a, b = random.sample(candidates, 2)
         return a if a.in_flight / a.config.weight <= b.in_flight / b.config.weight else b
 
@@ -44,12 +41,11 @@ STRATEGIES = {"least-busy": LeastBusy, "weighted": SmoothWeighted, "p2c": PowerO
 def simulate(strategy: str, weights: list[int], concurrency: float, requests: int, seed: int) -> tuple[float, float]:
     random.seed(seed)
     clock = FakeClock(start=0.0)
-    pool = Pool(clock=clock)
+    pool = Pool(clock)
     pool.apply([AccountConfig(f"a{i}", f"gho_{i}", weight=w) for i, w in enumerate(weights)])
     pool.strategy = STRATEGIES[strategy]()
     for account in pool.accounts.values():
-        account.token = CopilotToken("t", 1e12, 1e12, "https://x", "https://x", "sku")
-        account.base_state = State.ACTIVE
+        pool.token_received(account, CopilotToken("t", 1e12, 1e12, "https://x", "https://x", "sku"))
     mean_service = 1.0
     rate = concurrency / mean_service  # Little's law: arrivals per second for that average concurrency
     ending: list[tuple[float, int, object]] = []
@@ -68,7 +64,7 @@ def simulate(strategy: str, weights: list[int], concurrency: float, requests: in
         imbalance_area += _imbalance(accounts) * (arrival - now)
         time_area += arrival - now
         now = arrival
-        clock._now = now
+        clock.advance(now - clock.now())
         lease = pool.acquire()
         served[lease.account.name] += 1
         heapq.heappush(ending, (now + random.lognormvariate(0, 1.0) * mean_service / 1.65, n, lease))

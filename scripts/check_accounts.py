@@ -13,10 +13,11 @@ import sys
 
 import httpx
 from _common import DEFAULT_GITHUB_API, client, copilot_user, json_object
-
-from copilot_pool.accounts import AccountConfig, AccountsFileError, load_accounts_file
-from copilot_pool.redact import redact
-from copilot_pool.tokens import EXCHANGE_HEADERS, EXCHANGE_PATH, ExchangeError, parse_exchange_response
+from copilot_pool.core.exchange import ExchangeError, parse_exchange_response
+from copilot_pool.core.model import AccountConfig
+from copilot_pool.github import EXCHANGE_HEADERS, EXCHANGE_PATH
+from copilot_pool.observe.redact import redact
+from copilot_pool.runtime.accounts_file import AccountsFileError, load_accounts_file
 
 
 def check(http: httpx.Client, github_api: str, account: AccountConfig) -> tuple[bool, str]:
@@ -45,7 +46,8 @@ def _premium(info: dict) -> str:
     if premium.get("unlimited"):
         return "unlimited"
     resets = f", resets {info['quota_reset_date']}" if info.get("quota_reset_date") else ""
-    return f"{premium.get('remaining', '?')}/{premium.get('entitlement', '?')} left ({premium.get('percent_remaining', '?')}%){resets}"
+    left = f"{premium.get('remaining', '?')}/{premium.get('entitlement', '?')} left"
+    return f"{left} ({premium.get('percent_remaining', '?')}%){resets}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,10 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fake_copilot import FakeCopilot  # noqa: E402
-from mitmdump_process import Mitmdump, chat, write_accounts  # noqa: E402
+from fake_copilot import FakeCopilot  # scripts/ is on sys.path: it is this script's folder
+from mitmdump_process import Mitmdump, chat, write_accounts
 
 ACCOUNTS = [("alice", "individual"), ("bob", "business"), ("carol", "individual")]
 
@@ -46,8 +44,7 @@ def main() -> int:
         {"pool_accounts": accounts_file, "pool_github_api": fake.base_url, "listen_port": args.port},
     )
     try:
-        for name, _ in ACCOUNTS:
-            proxy.wait_for(rf"pool: account {name} active")
+        proxy.wait_accounts([name for name, _ in ACCOUNTS])
         print(f"mitmdump with the pool addon at http://127.0.0.1:{proxy.port} (CA: {proxy.ca})\n")
         with proxy.client() as client:
             show_pooling(client)
@@ -97,8 +94,10 @@ def show_streaming(client) -> None:
     print("\n3. a streamed answer (SSE) relayed event by event as upstream sends them:")
     start = time.monotonic()
     with client.stream(
-        "POST", "https://api.githubcopilot.com/chat/completions",
-        headers={"authorization": "Bearer anything"}, json={"stream": True, "messages": []},
+        "POST",
+        "https://api.githubcopilot.com/chat/completions",
+        headers={"authorization": "Bearer anything"},
+        json={"stream": True, "messages": []},
     ) as response:
         for line in response.iter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":

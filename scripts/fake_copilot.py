@@ -10,6 +10,7 @@ tests can tell whether a client honoured the account's ``endpoints.api``.
 Stdlib only. Used in-process by tests (``from fake_copilot import FakeCopilot``) and as
 a CLI by demos and benchmarks (``python scripts/fake_copilot.py --help``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 ACCOUNT_TYPES = ("individual", "business", "enterprise")
-SKUS = {"individual": "copilot_for_individuals_subscriber", "business": "copilot_for_business_seat",
-        "enterprise": "copilot_enterprise_seat"}
+SKUS = {
+    "individual": "copilot_for_individuals_subscriber",
+    "business": "copilot_for_business_seat",
+    "enterprise": "copilot_enterprise_seat",
+}
 PREMIUM_ENTITLEMENT = 300
 
 # Inference routes: path -> (method, kind). Completions for a model are matched by regex.
@@ -50,12 +54,19 @@ ENGINE_COMPLETIONS = re.compile(r"^/v1/engines/([^/]+)/completions$")
 PREMIUM_KINDS = {"chat", "responses", "messages"}  # each 2xx costs one premium interaction
 
 UNAUTHORIZED = {"error": {"message": "unauthorized: token expired or invalid", "code": "unauthorized"}}
-RATE_LIMITED = {"error": {"message": "Sorry, you've exhausted this model's rate limit.",
-                          "code": "user_model_rate_limited"}}
+RATE_LIMITED = {
+    "error": {"message": "Sorry, you've exhausted this model's rate limit.", "code": "user_model_rate_limited"}
+}
 BAD_CREDENTIALS = {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}
-NO_COPILOT = {"message": "Resource not accessible by integration", "error_details": {
-    "url": "https://github.com/features/copilot", "message": "You do not have access to GitHub Copilot.",
-    "title": "Get started with GitHub Copilot", "notification_id": "no_copilot_access"}}
+NO_COPILOT = {
+    "message": "Resource not accessible by integration",
+    "error_details": {
+        "url": "https://github.com/features/copilot",
+        "message": "You do not have access to GitHub Copilot.",
+        "title": "Get started with GitHub Copilot",
+        "notification_id": "no_copilot_access",
+    },
+}
 
 
 @dataclasses.dataclass
@@ -66,8 +77,8 @@ class LogEntry:
     path: str
     account: str | None
     credential_kind: str | None  # "copilot" | "github" | None
-    status: int                  # 0 = connection dropped on purpose
-    credential: str | None       # raw credential value, so tests can check it never leaks
+    status: int  # 0 = connection dropped on purpose
+    credential: str | None  # raw credential value, so tests can check it never leaks
     request_id: str | None = None  # the client's X-Request-Id, so tests can follow one request
 
 
@@ -87,7 +98,7 @@ class _Account:
 class _Issued:
     account: str
     expires_at: float  # exact; the int reported to clients is floored so it never overstates validity
-    api_host: str      # host part of the endpoints.api the token was issued with
+    api_host: str  # host part of the endpoints.api the token was issued with
     valid: bool = True
 
 
@@ -97,8 +108,8 @@ class _DeviceCode:
     client_id: str
     expires_at: float
     interval: float
-    pending: int         # authorization_pending answers left before the verdict
-    slow_down: int       # slow_down answers left after those
+    pending: int  # authorization_pending answers left before the verdict
+    slow_down: int  # slow_down answers left after those
     deny: bool
     last_poll: float = 0.0
     done: bool = False
@@ -129,9 +140,9 @@ def _host_only(host_header: str) -> str | None:
 
 def _next_reset() -> datetime.datetime:
     """Premium quota resets on the first day of next month, UTC."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
-    return datetime.datetime(year, month, 1, tzinfo=datetime.timezone.utc)
+    return datetime.datetime(year, month, 1, tzinfo=datetime.UTC)
 
 
 class _Server(ThreadingHTTPServer):
@@ -140,26 +151,37 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeCopilot:
-    def __init__(self, host="127.0.0.1", port=0, *, token_ttl=1800, refresh_in=1500,
-                 rate_limit=None, rate_window=60.0, delay=0.0, stream_chunks=5, stream_interval=0.02):
+    def __init__(
+        self,
+        host="127.0.0.1",
+        port=0,
+        *,
+        token_ttl=1800,
+        refresh_in=1500,
+        rate_limit=None,
+        rate_window=60.0,
+        delay=0.0,
+        stream_chunks=5,
+        stream_interval=0.02,
+    ):
         self.host, self.port = host, port
         self.token_ttl, self.refresh_in = token_ttl, refresh_in
-        self.delay = delay                # seconds before answering each inference request
-        self.exchange_delay = 0.0         # seconds before answering each token exchange
-        self.churn_429 = 0.0              # fraction of would-be 2xx inference answers turned into 429 (benchmarks)
-        self.churn_retry_ms = 20          # their `retry-after-ms` hint
+        self.delay = delay  # seconds before answering each inference request
+        self.exchange_delay = 0.0  # seconds before answering each token exchange
+        self.churn_429 = 0.0  # fraction of would-be 2xx inference answers turned into 429 (benchmarks)
+        self.churn_retry_ms = 20  # their `retry-after-ms` hint
         self.stream_chunks, self.stream_interval = stream_chunks, stream_interval
         self.base_url = ""
         self.log: list[LogEntry] = []
         self._lock = threading.Lock()
         self._secret = secrets.token_bytes(32)
         self._accounts: dict[str, _Account] = {}
-        self._by_github: dict[str, str] = {}   # github token -> account name
+        self._by_github: dict[str, str] = {}  # github token -> account name
         self._tokens: dict[str, _Issued] = {}  # copilot token -> issue record (never removed)
         self._injections: dict[str, collections.deque[_Injection]] = {}
         self._rl_default: tuple[int | None, float] = (rate_limit, rate_window)
         self._rl_account: dict[str, tuple[int | None, float]] = {}
-        self._rl_state: dict[str, list] = {}   # account -> [window_start, admitted count]
+        self._rl_state: dict[str, list] = {}  # account -> [window_start, admitted count]
         self._conns: set[socket.socket] = set()
         # GitHub's device flow: interval and slow_down step are seconds (GitHub: 5 and +5; tests use less)
         self.device_interval, self.device_slow_down_step, self.device_expires_in = 5.0, 5.0, 900.0
@@ -178,8 +200,9 @@ class FakeCopilot:
         self._server = server
         self.port = server.server_address[1]
         self.base_url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-copilot", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-copilot", daemon=True
+        )
         self._thread.start()
         return self.base_url
 
@@ -208,8 +231,7 @@ class FakeCopilot:
         host = "127.0.0.1" if account_type == "individual" else "localhost"
         return f"http://{host}:{self.port}"
 
-    def add_account(self, name: str, github_token: str, account_type: str = "individual",
-                    copilot: bool = True) -> None:
+    def add_account(self, name: str, github_token: str, account_type: str = "individual", copilot: bool = True) -> None:
         if account_type not in ACCOUNT_TYPES:
             raise ValueError(f"unknown account type {account_type!r}")
         with self._lock:
@@ -233,15 +255,17 @@ class FakeCopilot:
                 self._rl_account[account] = (limit, window)
                 self._rl_state.pop(account, None)
 
-    def inject(self, account: str, status: int, count: int = 1, headers: dict | None = None,
-               body: bytes | dict | None = None) -> None:
+    def inject(
+        self, account: str, status: int, count: int = 1, headers: dict | None = None, body: bytes | dict | None = None
+    ) -> None:
         if body is None:
             body = {"error": {"message": f"injected {status}", "code": "injected"}}
         raw = body if isinstance(body, bytes) else _json(body)
         with self._lock:
             self._get(account)
             self._injections.setdefault(account, collections.deque()).append(
-                _Injection(status, count, dict(headers or {}), raw))
+                _Injection(status, count, dict(headers or {}), raw)
+            )
 
     def revoke(self, account: str) -> None:
         with self._lock:
@@ -310,23 +334,46 @@ class FakeCopilot:
         token = f"{fields};8kp=1:{mac}"
         self._tokens[token] = _Issued(acct.name, now + self.token_ttl, urlsplit(api).hostname)
         acct.exchanges += 1
-        return {"token": token, "expires_at": expires_at,
-                "refresh_in": int(min(self.refresh_in, self.token_ttl)),  # never past expiry
-                "endpoints": {"api": api, "proxy": api, "telemetry": f"{api}/_telemetry",
-                              "origin-tracker": f"{api}/_origin-tracker"},
-                "sku": sku, "chat_enabled": True, "individual": acct.account_type == "individual"}
+        return {
+            "token": token,
+            "expires_at": expires_at,
+            "refresh_in": int(min(self.refresh_in, self.token_ttl)),  # never past expiry
+            "endpoints": {
+                "api": api,
+                "proxy": api,
+                "telemetry": f"{api}/_telemetry",
+                "origin-tracker": f"{api}/_origin-tracker",
+            },
+            "sku": sku,
+            "chat_enabled": True,
+            "individual": acct.account_type == "individual",
+        }
 
     def _user_info(self, acct: _Account) -> dict:
         remaining, pct = self._quota(acct)
-        unlimited = {"entitlement": 0, "remaining": 0, "percent_remaining": 100.0, "unlimited": True,
-                     "overage_permitted": False}
-        return {"login": acct.name, "copilot_plan": acct.account_type if acct.copilot else "none",
-                "quota_reset_date": _next_reset().strftime("%Y-%m-%d"),
-                "quota_snapshots": {
-                    "premium_interactions": {"entitlement": PREMIUM_ENTITLEMENT, "remaining": remaining,
-                                             "percent_remaining": pct, "unlimited": False,
-                                             "overage_permitted": False},
-                    "chat": dict(unlimited), "completions": dict(unlimited)}}
+        unlimited = {
+            "entitlement": 0,
+            "remaining": 0,
+            "percent_remaining": 100.0,
+            "unlimited": True,
+            "overage_permitted": False,
+        }
+        return {
+            "login": acct.name,
+            "copilot_plan": acct.account_type if acct.copilot else "none",
+            "quota_reset_date": _next_reset().strftime("%Y-%m-%d"),
+            "quota_snapshots": {
+                "premium_interactions": {
+                    "entitlement": PREMIUM_ENTITLEMENT,
+                    "remaining": remaining,
+                    "percent_remaining": pct,
+                    "unlimited": False,
+                    "overage_permitted": False,
+                },
+                "chat": dict(unlimited),
+                "completions": dict(unlimited),
+            },
+        }
 
     def _rate_limited(self, name: str, now: float) -> int | None:
         """Admit the request (count it) or return the Retry-After seconds. Fixed windows."""
@@ -397,8 +444,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _record(self, account, kind, status, credential) -> None:  # call with the lock held
-        self.fake.log.append(LogEntry(time.time(), self.command, self.headers.get("Host", ""), self.path,
-                                      account, kind, status, credential, self.headers.get("X-Request-Id")))
+        self.fake.log.append(
+            LogEntry(
+                time.time(),
+                self.command,
+                self.headers.get("Host", ""),
+                self.path,
+                account,
+                kind,
+                status,
+                credential,
+                self.headers.get("X-Request-Id"),
+            )
+        )
 
     def _credential(self, schemes: tuple[str, ...]) -> str | None:
         scheme, _, value = self.headers.get("Authorization", "").strip().partition(" ")
@@ -467,16 +525,30 @@ class _Handler(BaseHTTPRequestHandler):
         now = time.time()
         with f._lock:
             if not params.get("client_id"):
-                status, payload, account = 400, {"error": "unauthorized_client", "error_description": "client_id missing"}, None
+                status, payload, account = (
+                    400,
+                    {"error": "unauthorized_client", "error_description": "client_id missing"},
+                    None,
+                )
             elif path == "/login/device/code":
-                account, pending, slow_down, deny = f._device_plans.popleft() if f._device_plans else (None, 0, 0, False)
+                account, pending, slow_down, deny = (
+                    f._device_plans.popleft() if f._device_plans else (None, 0, 0, False)
+                )
                 device_code = secrets.token_hex(20)
                 user_code = f"{secrets.token_hex(2).upper()}-{secrets.token_hex(2).upper()}"
-                f._device_codes[device_code] = _DeviceCode(account, params["client_id"], now + f.device_expires_in,
-                                                           f.device_interval, pending, slow_down, deny)
-                status, payload = 200, {"device_code": device_code, "user_code": user_code,
-                                        "verification_uri": f"{f.base_url}/login/device",
-                                        "expires_in": f.device_expires_in, "interval": f.device_interval}
+                f._device_codes[device_code] = _DeviceCode(
+                    account, params["client_id"], now + f.device_expires_in, f.device_interval, pending, slow_down, deny
+                )
+                status, payload = (
+                    200,
+                    {
+                        "device_code": device_code,
+                        "user_code": user_code,
+                        "verification_uri": f"{f.base_url}/login/device",
+                        "expires_in": f.device_expires_in,
+                        "interval": f.device_interval,
+                    },
+                )
             else:
                 code = f._device_codes.get(params.get("device_code", ""))
                 status, payload, account = 200, self._poll(code, params, now), code.account if code else None
@@ -499,11 +571,17 @@ class _Handler(BaseHTTPRequestHandler):
             if not too_fast:
                 code.slow_down -= 1
             code.interval += f.device_slow_down_step
-            return {"error": "slow_down", "error_description": "Too many requests have been made in the same timeframe.",
-                    "interval": code.interval}
+            return {
+                "error": "slow_down",
+                "error_description": "Too many requests have been made in the same timeframe.",
+                "interval": code.interval,
+            }
         if code.account is None or code.pending:
             code.pending = max(0, code.pending - 1)
-            return {"error": "authorization_pending", "error_description": "The authorization request is still pending."}
+            return {
+                "error": "authorization_pending",
+                "error_description": "The authorization request is still pending.",
+            }
         code.done = True
         if code.deny:
             return {"error": "access_denied", "error_description": "The authorization request was denied."}
@@ -539,12 +617,22 @@ class _Handler(BaseHTTPRequestHandler):
             if not ok or acct is None:
                 status, payload = 401, _json(UNAUTHORIZED)
             elif cred_kind == "github" and not acct.copilot:
-                status, payload = 403, _json({"error": {"message": "no access to GitHub Copilot",
-                                                        "code": "no_copilot_access"}})
+                status, payload = (
+                    403,
+                    _json({"error": {"message": "no access to GitHub Copilot", "code": "no_copilot_access"}}),
+                )
             elif _host_only(self.headers.get("Host", "")) != expected_host:
-                status, payload = 421, _json({"error": {
-                    "message": f"misdirected request: credential is for {expected_host}",
-                    "code": "misdirected_request"}})
+                status, payload = (
+                    421,
+                    _json(
+                        {
+                            "error": {
+                                "message": f"misdirected request: credential is for {expected_host}",
+                                "code": "misdirected_request",
+                            }
+                        }
+                    ),
+                )
             elif queue := f._injections.get(acct.name):
                 inj = queue[0]  # injected answers win over everything but auth and host checks
                 inj.remaining -= 1
@@ -553,8 +641,10 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload = inj.status, inj.body
                 headers.update(inj.headers)
             elif bad_json:
-                status, payload = 400, _json({"error": {"message": "invalid JSON body",
-                                                        "code": "invalid_request_body"}})
+                status, payload = (
+                    400,
+                    _json({"error": {"message": "invalid JSON body", "code": "invalid_request_body"}}),
+                )
             elif (retry := f._rate_limited(acct.name, time.time())) is not None:
                 status, payload = 429, _json(RATE_LIMITED)
                 headers["Retry-After"] = str(retry)
@@ -569,9 +659,15 @@ class _Handler(BaseHTTPRequestHandler):
                     acct.premium_used += 1
             if acct is not None and status:
                 _, pct = f._quota(acct)
-                headers["x-quota-snapshot-premium_interactions"] = urlencode({
-                    "ent": PREMIUM_ENTITLEMENT, "ov": "0.0", "ovPerm": "false", "rem": pct,
-                    "rst": _next_reset().strftime("%Y-%m-%dT%H:%M:%SZ")})
+                headers["x-quota-snapshot-premium_interactions"] = urlencode(
+                    {
+                        "ent": PREMIUM_ENTITLEMENT,
+                        "ov": "0.0",
+                        "ovPerm": "false",
+                        "rem": pct,
+                        "rst": _next_reset().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    }
+                )
             # Logged at decision time, so a client that has any answer already finds it in the log.
             self._record(acct.name if acct else None, cred_kind, status, cred)
             chunks, interval = f.stream_chunks, f.stream_interval
@@ -592,8 +688,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, account: str, model: str, headers: dict, chunks: int, interval: float) -> None:
         self.send_response(200)
-        for k, v in {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                     "Transfer-Encoding": "chunked", **headers}.items():
+        for k, v in {
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "Transfer-Encoding": "chunked",
+            **headers,
+        }.items():
             self.send_header(k, str(v))
         self.end_headers()
         cid = f"chatcmpl-{secrets.token_hex(12)}"
@@ -601,10 +701,20 @@ class _Handler(BaseHTTPRequestHandler):
             for i in range(chunks):
                 if i:
                     time.sleep(interval)
-                event = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
-                         "model": model, "sent_at": time.time(),
-                         "choices": [{"index": 0, "delta": {"content": f"chunk {i} from {account}"},
-                                      "finish_reason": "stop" if i == chunks - 1 else None}]}
+                event = {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "sent_at": time.time(),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"content": f"chunk {i} from {account}"},
+                            "finish_reason": "stop" if i == chunks - 1 else None,
+                        }
+                    ],
+                }
                 self._chunk(b"data: " + _json(event) + b"\n\n")
             self._chunk(b"data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
@@ -623,36 +733,71 @@ def _answer(kind: str, account: str, model: str, request: dict) -> dict:
     text = f"hello from {account}"
     now = int(time.time())
     if kind == "chat":
-        return {"id": f"chatcmpl-{secrets.token_hex(12)}", "object": "chat.completion", "created": now,
-                "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}}
+        return {
+            "id": f"chatcmpl-{secrets.token_hex(12)}",
+            "object": "chat.completion",
+            "created": now,
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+        }
     if kind == "responses":
-        return {"id": f"resp_{secrets.token_hex(12)}", "object": "response", "created_at": now,
-                "status": "completed", "model": model,
-                "output": [{"type": "message", "id": f"msg_{secrets.token_hex(12)}", "role": "assistant",
-                            "status": "completed",
-                            "content": [{"type": "output_text", "text": text, "annotations": []}]}],
-                "usage": {"input_tokens": 10, "output_tokens": 3, "total_tokens": 13}}
+        return {
+            "id": f"resp_{secrets.token_hex(12)}",
+            "object": "response",
+            "created_at": now,
+            "status": "completed",
+            "model": model,
+            "output": [
+                {
+                    "type": "message",
+                    "id": f"msg_{secrets.token_hex(12)}",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ],
+            "usage": {"input_tokens": 10, "output_tokens": 3, "total_tokens": 13},
+        }
     if kind == "messages":
-        return {"id": f"msg_{secrets.token_hex(12)}", "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-                "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 3}}
+        return {
+            "id": f"msg_{secrets.token_hex(12)}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 10, "output_tokens": 3},
+        }
     if kind == "embeddings":
         inputs = request.get("input", [""])
         n = len(inputs) if isinstance(inputs, list) else 1
-        return {"object": "list", "model": model,
-                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, 0.4]} for i in range(n)],
-                "usage": {"prompt_tokens": n, "total_tokens": n}}
+        return {
+            "object": "list",
+            "model": model,
+            "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, 0.4]} for i in range(n)],
+            "usage": {"prompt_tokens": n, "total_tokens": n},
+        }
     if kind == "models":
-        return {"object": "list", "data": [
-            {"id": m, "object": "model", "vendor": v, "capabilities": {"type": "chat", "family": m}}
-            for m, v in (("gpt-4o", "Azure OpenAI"), ("claude-sonnet-4", "Anthropic"))]}
-    return {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion", "created": now, "model": model,
-            "choices": [{"index": 0, "text": text, "finish_reason": "stop"}]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": m, "object": "model", "vendor": v, "capabilities": {"type": "chat", "family": m}}
+                for m, v in (("gpt-4o", "Azure OpenAI"), ("claude-sonnet-4", "Anthropic"))
+            ],
+        }
+    return {
+        "id": f"cmpl-{secrets.token_hex(12)}",
+        "object": "text_completion",
+        "created": now,
+        "model": model,
+        "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+    }
 
 
 # ----- CLI -------------------------------------------------------------------------------
+
 
 def _account_arg(spec: str) -> tuple[str, str, str]:
     name, sep, rest = spec.partition("=")
@@ -668,14 +813,25 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Fake GitHub + Copilot upstream for tests and benchmarks.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8787)
-    p.add_argument("--account", type=_account_arg, action="append", default=[],
-                   metavar="NAME=GITHUB_TOKEN[:TYPE]", help="TYPE: individual (default), business, enterprise")
+    p.add_argument(
+        "--account",
+        type=_account_arg,
+        action="append",
+        default=[],
+        metavar="NAME=GITHUB_TOKEN[:TYPE]",
+        help="TYPE: individual (default), business, enterprise",
+    )
     p.add_argument("--rate-limit", type=int, default=None, help="inference requests per account per window")
     p.add_argument("--rate-window", type=float, default=60.0, help="seconds")
     p.add_argument("--delay-ms", type=float, default=0.0, help="before each inference answer")
     p.add_argument("--exchange-delay-ms", type=float, default=0.0, help="before each token exchange answer")
-    p.add_argument("--churn-429", type=float, default=0.0, metavar="FRACTION",
-                   help="answer this fraction of would-be successful inference requests with 429")
+    p.add_argument(
+        "--churn-429",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="answer this fraction of would-be successful inference requests with 429",
+    )
     p.add_argument("--churn-retry-ms", type=int, default=20, help="retry-after-ms of those churn 429s")
     p.add_argument("--token-ttl", type=int, default=1800)
     p.add_argument("--refresh-in", type=int, default=1500)
@@ -683,9 +839,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream-interval-ms", type=float, default=20.0)
     a = p.parse_args(argv)
 
-    fake = FakeCopilot(a.host, a.port, token_ttl=a.token_ttl, refresh_in=a.refresh_in,
-                       rate_limit=a.rate_limit, rate_window=a.rate_window, delay=a.delay_ms / 1000,
-                       stream_chunks=a.stream_chunks, stream_interval=a.stream_interval_ms / 1000)
+    fake = FakeCopilot(
+        a.host,
+        a.port,
+        token_ttl=a.token_ttl,
+        refresh_in=a.refresh_in,
+        rate_limit=a.rate_limit,
+        rate_window=a.rate_window,
+        delay=a.delay_ms / 1000,
+        stream_chunks=a.stream_chunks,
+        stream_interval=a.stream_interval_ms / 1000,
+    )
     fake.exchange_delay = a.exchange_delay_ms / 1000
     fake.churn_429, fake.churn_retry_ms = a.churn_429, a.churn_retry_ms
     for name, token, kind in a.account:

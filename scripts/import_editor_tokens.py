@@ -16,10 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-import _common  # noqa: F401  (puts the addon package on sys.path)
-
-from copilot_pool.accounts import AccountsFileError
-from copilot_pool.accounts_store import upsert_account
+from accounts_store import upsert_account
+from copilot_pool.runtime.accounts_file import AccountsFileError
 
 FILES = ("apps.json", "hosts.json")
 
@@ -42,13 +40,15 @@ def editor_tokens(folder: Path) -> tuple[list[tuple[str | None, str]], list[str]
         except (OSError, ValueError) as e:
             notes.append(f"{path}: unreadable ({type(e).__name__}), skipped")
             continue
-        for key, entry in (data.items() if isinstance(data, dict) else []):
+        for key, entry in data.items() if isinstance(data, dict) else []:
             host = key.split(":", 1)[0]
             token = entry.get("oauth_token") if isinstance(entry, dict) else None
             if not isinstance(token, str) or not token:
                 continue
             if host != "github.com":
-                notes.append(f"{path}: sign-in for {host} skipped (point pool_github_api at its API and add it by hand)")
+                notes.append(
+                    f"{path}: sign-in for {host} skipped (point pool_github_api at its API and add it by hand)"
+                )
                 continue
             user = entry.get("user")
             found.setdefault(token, user if isinstance(user, str) and user else None)
@@ -57,9 +57,17 @@ def editor_tokens(folder: Path) -> tuple[list[tuple[str | None, str]], list[str]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--accounts", default="accounts.json", help="accounts file to add the accounts to (default: accounts.json)")
-    p.add_argument("--config-dir", type=Path, help="folder holding apps.json / hosts.json (default: $XDG_CONFIG_HOME/github-copilot)")
-    p.add_argument("--account-type", choices=["individual", "business", "enterprise"], help="type for the imported accounts")
+    p.add_argument(
+        "--accounts", default="accounts.json", help="accounts file to add the accounts to (default: accounts.json)"
+    )
+    p.add_argument(
+        "--config-dir",
+        type=Path,
+        help="folder holding apps.json / hosts.json (default: $XDG_CONFIG_HOME/github-copilot)",
+    )
+    p.add_argument(
+        "--account-type", choices=["individual", "business", "enterprise"], help="type for the imported accounts"
+    )
     a = p.parse_args(argv)
     folder = a.config_dir or config_dir()
     tokens, notes = editor_tokens(folder)

@@ -1,14 +1,15 @@
 """Run the real thing: mitmdump as a subprocess with the pool addon, and HTTPS clients that trust its CA.
 
-Shared by the end-to-end tests, the demo and the benchmarks.
+The one way the end-to-end tests, the demo and the benchmarks start mitmdump. Readiness is read from the pool's
+own status page (`http://copilot-pool/status.json`, answered inside mitmdump), not from its log text.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import ssl
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,16 +21,40 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon" / "pool.py"
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
-LISTENING = re.compile(r"HTTP\(S\) proxy listening at .*?:(\d+)")
-PROXY_ENV_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy", "GH_TOKEN", "GITHUB_TOKEN")
+LISTENING = re.compile(r"HTTP\(S\) proxy listening at .*?:(\d+)")  # mitmproxy's own line: the port it got
+STATUS_URL = "http://copilot-pool/status.json"
+PROXY_ENV_VARS = (
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "ALL_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "all_proxy",
+    "GH_TOKEN",
+    "GITHUB_TOKEN",
+)
 
 
 class Mitmdump:
     """One mitmdump process; its output is collected line by line in `lines`."""
 
-    def __init__(self, confdir: Path, options: dict[str, object], env: dict[str, str] | None = None, addon: bool = True, args: list[str] = ()):
+    def __init__(
+        self,
+        confdir: Path,
+        options: dict[str, object],
+        env: dict[str, str] | None = None,
+        addon: bool = True,
+        args: list[str] = (),
+    ):
         self.confdir = confdir
-        settings = {"confdir": confdir, "listen_host": "127.0.0.1", "listen_port": 0, "connection_strategy": "lazy", **options}
+        self.proxyauth = str(options.get("proxyauth", ""))  # USER:PASS, for the status page
+        settings = {
+            "confdir": confdir,
+            "listen_host": "127.0.0.1",
+            "listen_port": 0,
+            "connection_strategy": "lazy",
+            **options,
+        }
         cmd = [str(MITMDUMP)]
         if addon:
             cmd += ["-s", str(ADDON)]
@@ -41,7 +66,9 @@ class Mitmdump:
         self.lines: list[str] = []
         self._eof = False
         self._changed = threading.Condition()
-        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=process_env, cwd=ROOT)
+        self.process = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=process_env, cwd=ROOT
+        )
         threading.Thread(target=self._read, daemon=True).start()
         self.port = int(self.wait_for(LISTENING).group(1))
 
@@ -77,10 +104,43 @@ class Mitmdump:
         return str(self.confdir / "mitmproxy-ca-cert.pem")
 
     def client(self, **kw) -> httpx.Client:
-        return httpx.Client(proxy=f"http://127.0.0.1:{self.port}", verify=ssl.create_default_context(cafile=self.ca), trust_env=False, **{"timeout": 15, **kw})
+        return httpx.Client(
+            proxy=f"http://127.0.0.1:{self.port}",
+            verify=ssl.create_default_context(cafile=self.ca),
+            trust_env=False,
+            **{"timeout": 15, **kw},
+        )
 
     def async_client(self, **kw) -> httpx.AsyncClient:
-        return httpx.AsyncClient(proxy=f"http://127.0.0.1:{self.port}", verify=ssl.create_default_context(cafile=self.ca), trust_env=False, **{"timeout": 15, **kw})
+        return httpx.AsyncClient(
+            proxy=f"http://127.0.0.1:{self.port}",
+            verify=ssl.create_default_context(cafile=self.ca),
+            trust_env=False,
+            **{"timeout": 15, **kw},
+        )
+
+    def status(self) -> dict:
+        """The pool's status page as JSON (through the proxy, plain HTTP: no CA needed)."""
+        auth = f"{self.proxyauth}@" if self.proxyauth else ""
+        with httpx.Client(proxy=f"http://{auth}127.0.0.1:{self.port}", trust_env=False, timeout=10) as client:
+            response = client.get(STATUS_URL)
+        response.raise_for_status()
+        return response.json()
+
+    def wait_accounts(
+        self, names: list[str] | None = None, states: tuple[str, ...] = ("active",), timeout: float = 30.0
+    ) -> dict:
+        """Wait until each named account (default: all) is in one of `states`; the status page then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            seen = {a["name"]: a["state"] for a in status["accounts"]}
+            wanted = seen if names is None else names
+            if seen and all(seen.get(name) in states for name in wanted):
+                return status
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"accounts never reached {states}: {seen}; output:\n" + self.output()[-3000:])
+            time.sleep(0.02)
 
     def stop(self) -> int:
         return stop_process(self.process)
@@ -107,7 +167,12 @@ def write_accounts(path: Path, accounts: list[dict]) -> Path:
     return path
 
 
-def chat(client: httpx.Client, credential: str = "tid=client-own-token", host: str = "api.individual.githubcopilot.com", **body) -> httpx.Response:
+def chat(
+    client: httpx.Client,
+    credential: str = "tid=client-own-token",
+    host: str = "api.individual.githubcopilot.com",
+    **body,
+) -> httpx.Response:
     return client.post(
         f"https://{host}/chat/completions",
         headers={"authorization": f"Bearer {credential}", "copilot-integration-id": "vscode-chat"},

@@ -19,11 +19,22 @@ def chromium() -> str:
     raise AssertionError(INSTALL_HINT)
 
 
-def run_chromium(proxy_port: int, url: str, profile: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+def run_chromium(
+    proxy_port: int, url: str, profile: Path, *args: str, timeout: float = 90
+) -> subprocess.CompletedProcess:
     cmd = [
-        chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--hide-scrollbars", "--force-device-scale-factor=1", f"--user-data-dir={profile}",
-        f"--proxy-server=http://127.0.0.1:{proxy_port}", *args, url,
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        f"--user-data-dir={profile}",
+        f"--proxy-server=http://127.0.0.1:{proxy_port}",
+        *args,
+        url,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
@@ -34,8 +45,8 @@ def png_pixels(path: Path) -> Counter:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", chunk)
         elif kind == b"IDAT":
@@ -47,7 +58,7 @@ def png_pixels(path: Path) -> Counter:
     raw, stride = zlib.decompress(idat), width * bpp
     previous, counts = bytearray(stride), Counter()
     for y in range(height):
-        filter_type, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        filter_type, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b = previous[i]
@@ -62,7 +73,7 @@ def png_pixels(path: Path) -> Counter:
                 p = a + b - c
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        counts.update(bytes(line[i:i + 3]) for i in range(0, stride, bpp))
+        counts.update(bytes(line[i : i + 3]) for i in range(0, stride, bpp))
         previous = line
     return counts
 

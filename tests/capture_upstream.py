@@ -17,8 +17,16 @@ class CaptureUpstream:
         if flow.response or flow.error:
             return  # answered inside mitmproxy (status page, pool error, proxyauth): nothing leaves
         r = flow.request
-        record = {"scheme": r.scheme, "host": r.host, "port": r.port, "host_header": r.host_header, "method": r.method,
-                  "path": r.path, "authorization": r.headers.get("authorization"), "marker": r.headers.get("x-test-marker")}
+        record = {
+            "scheme": r.scheme,
+            "host": r.host,
+            "port": r.port,
+            "host_header": r.host_header,
+            "method": r.method,
+            "path": r.path,
+            "authorization": r.headers.get("authorization"),
+            "marker": r.headers.get("x-test-marker"),
+        }
         with open(ctx.options.capture_file, "a") as f:
             f.write(json.dumps(record) + "\n")
         if r.host not in ("127.0.0.1", "localhost"):

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from e2e import ALICE, BOB
 from fake_copilot import FakeCopilot
 from mitmdump_process import Mitmdump

@@ -9,13 +9,14 @@ BOB = {"name": "bob", "github_token": "gho_bob_secret_0002", "account_type": "bu
 CAROL = {"name": "carol", "github_token": "gho_carol_secret_0003"}
 
 
-def pool_proxy(start_proxy, fake, tmp_path, accounts=(ALICE, BOB), *, wait=None, ready="active", args=(), **options):
+def pool_proxy(
+    start_proxy, fake, tmp_path, accounts=(ALICE, BOB), *, wait=None, states=("active",), args=(), **options
+):
     """mitmdump with the pool on `accounts` (written to tmp_path/accounts.json), once each account named in
-    `wait` (default: all) has logged `ready`."""
+    `wait` (default: all) is in one of `states`, as its status page says."""
     path = write_accounts(tmp_path / "accounts.json", list(accounts))
     proxy = start_proxy({"pool_accounts": path, "pool_github_api": fake.base_url, **options}, args=list(args))
-    for name in wait if wait is not None else [a["name"] for a in accounts]:
-        proxy.wait_for(rf"pool: account {name} {ready}")
+    proxy.wait_accounts(list(wait) if wait is not None else [a["name"] for a in accounts], states)
     return proxy
 
 

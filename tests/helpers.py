@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from copilot_pool.accounts import AccountConfig
-from copilot_pool.clock import FakeClock
-from copilot_pool.pool import Account, CopilotToken, Pool, State
+from copilot_pool.core.model import Account, AccountConfig, CopilotToken
+from copilot_pool.core.pool import Pool
+from copilot_pool.runtime.clock import FakeClock
 
 
 def config(name: str, token: str | None = None, **kw) -> AccountConfig:
@@ -13,15 +13,24 @@ def config(name: str, token: str | None = None, **kw) -> AccountConfig:
 
 def active_pool(*names: str, strategy: str = "least-busy", clock: FakeClock | None = None) -> Pool:
     """A pool whose accounts all hold a token valid for an hour."""
+    return pool_of(*(config(n) for n in names), strategy=strategy, clock=clock)
+
+
+def pool_of(*configs: AccountConfig, strategy: str = "least-busy", clock: FakeClock | None = None) -> Pool:
     clock = clock or FakeClock()
-    pool = Pool(strategy, clock)
-    pool.apply([config(n) for n in names])
+    pool = Pool(clock, strategy)
+    pool.apply(configs)
     for account in pool.accounts.values():
-        give_token(account, clock)
+        give_token(pool, account)
     return pool
 
 
-def give_token(account: Account, clock: FakeClock, lifetime: float = 3600) -> None:
-    now = clock.now()
-    account.token = CopilotToken(f"tid={account.name}", now + lifetime, now + lifetime - 60, "https://api.example", "https://proxy.example", "sku")
-    account.base_state = State.ACTIVE
+def give_token(
+    pool: Pool, account: Account, lifetime: float = 3600, endpoint: str = "https://api.example"
+) -> CopilotToken:
+    now = pool.clock.now()
+    token = CopilotToken(
+        f"tid={account.name}", now + lifetime, now + lifetime - 60, endpoint, "https://proxy.example", "sku"
+    )
+    pool.token_received(account, token)
+    return token

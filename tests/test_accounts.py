@@ -1,8 +1,7 @@
 import json
 
 import pytest
-
-from copilot_pool.accounts import AccountsFileError, legacy_account, load_accounts_file
+from copilot_pool.runtime.accounts_file import AccountsFileError, legacy_account, load_accounts_file
 
 SECRET = "gho_SECRETVALUE123"
 
@@ -23,11 +22,16 @@ def error_for(tmp_path, data, environ=None):
 
 def test_all_token_sources(tmp_path, monkeypatch):
     (tmp_path / "bob.token").write_text("gho_bob\n")
-    path = write(tmp_path, {"accounts": [
-        {"name": "alice", "github_token": "gho_alice"},
-        {"name": "bob", "github_token_file": "bob.token", "account_type": "business"},
-        {"name": "carol", "github_token_env": "CAROL", "enabled": False},
-    ]})
+    path = write(
+        tmp_path,
+        {
+            "accounts": [
+                {"name": "alice", "github_token": "gho_alice"},
+                {"name": "bob", "github_token_file": "bob.token", "account_type": "business"},
+                {"name": "carol", "github_token_env": "CAROL", "enabled": False},
+            ]
+        },
+    )
     configs = load_accounts_file(path, {"CAROL": "gho_carol"})
     assert [(c.name, c.github_token, c.account_type, c.enabled) for c in configs] == [
         ("alice", "gho_alice", "individual", True),
@@ -39,6 +43,7 @@ def test_all_token_sources(tmp_path, monkeypatch):
 
 def test_example_file_is_valid(monkeypatch, tmp_path):
     import pathlib
+
     example = pathlib.Path(__file__).parent.parent / "accounts.example.json"
     data = json.loads(example.read_text())
     fields = {k for entry in data["accounts"] for k in entry}
@@ -49,13 +54,22 @@ def test_example_file_is_valid(monkeypatch, tmp_path):
     "data,expected",
     [
         ('{"accounts": [', "not valid JSON"),
-        ({"accounts": [{"name": "a", "github_token": SECRET, "colour": "red"}]}, "accounts[0] 'a': field 'colour': unknown field"),
+        (
+            {"accounts": [{"name": "a", "github_token": SECRET, "colour": "red"}]},
+            "accounts[0] 'a': field 'colour': unknown field",
+        ),
         ({"accounts": [{"name": "a"}]}, "accounts[0] 'a': set exactly one of"),
         ({"accounts": [{"name": "a", "github_token": SECRET, "github_token_env": "X"}]}, "set exactly one of"),
-        ({"accounts": [{"name": "a", "github_token": 123}]}, "accounts[0] 'a': field 'github_token': Input should be a valid string"),
+        (
+            {"accounts": [{"name": "a", "github_token": 123}]},
+            "accounts[0] 'a': field 'github_token': Input should be a valid string",
+        ),
         ({"accounts": [{"name": "a", "github_token": SECRET, "enabled": "yes"}]}, "field 'enabled'"),
         ({"accounts": [{"name": "a", "github_token": SECRET, "account_type": "gold"}]}, "field 'account_type'"),
-        ({"accounts": [{"name": "a", "github_token": SECRET}, {"name": "a", "github_token": SECRET}]}, "accounts[1] 'a': field 'name': duplicate"),
+        (
+            {"accounts": [{"name": "a", "github_token": SECRET}, {"name": "a", "github_token": SECRET}]},
+            "accounts[1] 'a': field 'name': duplicate",
+        ),
         ({"accounts": [{"name": "", "github_token": SECRET}]}, "accounts[0] '': field 'name'"),
         ({"accounts": [{"name": "a", "github_token": "gho_x\r\nX-Evil: 1"}]}, "whitespace or control"),
         ({"acounts": []}, "top level: field 'acounts': unknown field"),
@@ -67,8 +81,12 @@ def test_errors_name_file_account_and_field(tmp_path, data, expected):
 
 
 def test_missing_env_and_file(tmp_path):
-    assert "environment variable NOPE is not set" in error_for(tmp_path, {"accounts": [{"name": "a", "github_token_env": "NOPE"}]})
-    assert "field 'github_token_file': cannot read" in error_for(tmp_path, {"accounts": [{"name": "a", "github_token_file": "missing.token"}]})
+    assert "environment variable NOPE is not set" in error_for(
+        tmp_path, {"accounts": [{"name": "a", "github_token_env": "NOPE"}]}
+    )
+    assert "field 'github_token_file': cannot read" in error_for(
+        tmp_path, {"accounts": [{"name": "a", "github_token_file": "missing.token"}]}
+    )
 
 
 def test_missing_file(tmp_path):
@@ -86,10 +104,15 @@ def test_legacy_token_sources(tmp_path):
 
 
 def test_concurrency_weight_priority(tmp_path):
-    path = write(tmp_path, {"accounts": [
-        {"name": "alice", "github_token": "gho_a", "max_concurrency": 4, "weight": 3, "priority": 1},
-        {"name": "bob", "github_token": "gho_b"},
-    ]})
+    path = write(
+        tmp_path,
+        {
+            "accounts": [
+                {"name": "alice", "github_token": "gho_a", "max_concurrency": 4, "weight": 3, "priority": 1},
+                {"name": "bob", "github_token": "gho_b"},
+            ]
+        },
+    )
     alice, bob = load_accounts_file(path, {})
     assert (alice.max_concurrency, alice.weight, alice.priority) == (4, 3, 1)
     assert (bob.max_concurrency, bob.weight, bob.priority) == (None, 1, 0)

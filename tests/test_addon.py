@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
+from copilot_pool.mitm.addon import CopilotPool
+from copilot_pool.runtime.clock import FakeClock
+from helpers import give_token
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
-
-from copilot_pool.addon import CopilotPool
-from copilot_pool.clock import FakeClock
-from helpers import give_token
+from test_tokens import ScriptedExchange, no_user
 
 
 @pytest.fixture
 async def addon(tmp_path):
     accounts = tmp_path / "accounts.json"
-    accounts.write_text(json.dumps({"accounts": [{"name": "alice", "github_token": "gho_a"}, {"name": "bob", "github_token": "gho_b"}]}))
-    pool_addon = CopilotPool()
+    accounts.write_text(
+        json.dumps({"accounts": [{"name": "alice", "github_token": "gho_a"}, {"name": "bob", "github_token": "gho_b"}]})
+    )
+    clock = FakeClock()
+    pool_addon = CopilotPool(clock, ScriptedExchange(clock), no_user)
     with taddons.context(pool_addon) as tctx:
         tctx.configure(pool_addon, pool_accounts=str(accounts), pool_github_token_file=str(tmp_path / "none"))
-        clock = FakeClock()
-        pool_addon.service.pool.clock = pool_addon.service.clock = pool_addon.affinity.clock = clock
-        for account in pool_addon.service.pool.accounts.values():
-            give_token(account, clock)
+        pool = pool_addon.service.pool
+        for account in pool.accounts.values():
+            give_token(pool, account)
         pool_addon.tctx = tctx
         pool_addon.accounts_path = accounts
         yield pool_addon
@@ -31,8 +34,14 @@ async def addon(tmp_path):
 
 def pooled_flow():
     flow = tflow.tflow()
-    flow.request = tutils.treq(scheme=b"https", host="api.githubcopilot.com", port=443, path=b"/chat/completions", method=b"POST",
-                               headers=((b"host", b"api.githubcopilot.com"), (b"authorization", b"Bearer tid=client")))
+    flow.request = tutils.treq(
+        scheme=b"https",
+        host="api.githubcopilot.com",
+        port=443,
+        path=b"/chat/completions",
+        method=b"POST",
+        headers=((b"host", b"api.githubcopilot.com"), (b"authorization", b"Bearer tid=client")),
+    )
     return flow
 
 
@@ -47,6 +56,7 @@ async def test_request_swaps_credential_and_records_account(addon):
     await addon.response(flow)
     assert flow.request.headers["authorization"] == f"Bearer <pool:{name}>"
     assert addon.service.pool.accounts[name].in_flight == 0 and addon.service.pool.accounts[name].served == 1
+    assert not addon.attempts.pooled
 
 
 async def test_error_releases_exactly_once(addon):
@@ -59,7 +69,7 @@ async def test_error_releases_exactly_once(addon):
         addon.error(flow)
         await addon.response(flow)
     assert sum(a.in_flight for a in addon.service.pool.accounts.values()) == 0
-    assert not addon.pooled
+    assert not addon.attempts.pooled
 
 
 async def test_429_becomes_cooldown_with_hint_or_option(addon):
@@ -68,9 +78,11 @@ async def test_429_becomes_cooldown_with_hint_or_option(addon):
         flow = pooled_flow()
         await addon.request(flow)
         account = addon.service.pool.accounts[flow.metadata["copilot_pool.account"]]
-        flow.response = tutils.tresp(status_code=429, headers=tuple((k.encode(), v.encode()) for k, v in headers.items()))
+        flow.response = tutils.tresp(
+            status_code=429, headers=tuple((k.encode(), v.encode()) for k, v in headers.items())
+        )
         await addon.response(flow)
-        assert addon.service.pool.cooldown_remaining(account) == pytest.approx(expected)
+        assert account.cooldown_until - addon.service.clock.now() == pytest.approx(expected)
         assert flow.marked and f"cooling {expected}s" in flow.comment and account.rate_limited == 1
 
 
@@ -90,11 +102,13 @@ async def test_response_already_set_by_another_addon_is_left_alone(addon):
 
 
 def test_status_and_commands(addon):
-    lines = addon.status()
+    lines = addon.commands.status()
     assert len(lines) == 2 and lines[0].startswith("alice state=active in_flight=0")
-    assert "error: no account named 'nobody'" in addon.refresh("nobody")
+    with pytest.raises(exceptions.CommandError, match="no account named 'nobody'"):
+        addon.commands.refresh("nobody")
     addon.accounts_path.write_text("{broken")
-    assert addon.reload().startswith("reload failed, pool unchanged")
+    with pytest.raises(exceptions.CommandError, match="reload failed, pool unchanged"):
+        addon.commands.reload()
     assert set(addon.service.pool.accounts) == {"alice", "bob"}
 
 
@@ -109,14 +123,25 @@ async def test_quota_headers_are_tracked_and_shown_in_status(addon):
     flow = pooled_flow()
     await addon.request(flow)
     name = flow.metadata["copilot_pool.account"]
-    flow.response = tutils.tresp(status_code=200, headers=((b"x-quota-snapshot-premium_interactions", b"ent=300&ov=0.0&ovPerm=false&rem=90.0&rst=2025-12-01T00%3A00%3A00Z"),))
+    flow.response = tutils.tresp(
+        status_code=200,
+        headers=(
+            (
+                b"x-quota-snapshot-premium_interactions",
+                b"ent=300&ov=0.0&ovPerm=false&rem=90.0&rst=2025-12-01T00%3A00%3A00Z",
+            ),
+        ),
+    )
     await addon.response(flow)
-    line = next(line for line in addon.status() if line.startswith(name))
+    line = next(line for line in addon.commands.status() if line.startswith(name))
     assert "quota=270/300" in line
 
 
 async def test_quota_poll_asks_only_about_accounts_not_heard_from_lately():
-    from copilot_pool.quota import Quota, poll_forever
+    import asyncio
+
+    from copilot_pool.core.quota import Quota
+    from copilot_pool.runtime.quota_poll import poll_forever
     from helpers import active_pool
 
     clock = FakeClock()
@@ -127,13 +152,11 @@ async def test_quota_poll_asks_only_about_accounts_not_heard_from_lately():
         asked.append(config.name)
         return {"quota_snapshots": {"premium_interactions": {"entitlement": 300, "percent_remaining": 10.0}}}
 
-    import asyncio
-
-    task = asyncio.create_task(poll_forever(lambda: pool.accounts.values(), fetch, clock, lambda: 300))
+    task = asyncio.create_task(poll_forever(pool, fetch, clock, lambda: 300))
     for _ in range(3):
         await asyncio.sleep(0)
     clock.advance(100)
-    pool.accounts["a"].quota = Quota(300, 50.0, False, None, clock.now())  # a answered a request: fresh
+    pool.quota_seen(pool.accounts["a"], Quota(300, 50.0, False, None, clock.now()))  # a answered a request: fresh
     clock.advance(199)
     for _ in range(3):
         await asyncio.sleep(0)
@@ -146,12 +169,68 @@ async def test_quota_poll_asks_only_about_accounts_not_heard_from_lately():
 
 
 async def test_request_goes_to_the_endpoint_with_host_header_port_and_prefix(addon):
-    from dataclasses import replace
-
-    for account in addon.service.pool.accounts.values():
-        account.token = replace(account.token, api_endpoint="http://127.0.0.1:8443/base/")
+    pool = addon.service.pool
+    for account in pool.accounts.values():
+        give_token(pool, account, endpoint="http://127.0.0.1:8443/base/")
     flow = pooled_flow()
     flow.request.path = "/chat/completions?x=1"
     await addon.request(flow)
     assert flow.request.url == "http://127.0.0.1:8443/base/chat/completions?x=1"
     assert flow.request.headers["host"] == "127.0.0.1:8443"
+
+
+async def test_a_401_takes_the_account_out_at_once_and_the_failover_picks_another(addon):
+    tiers = [{"name": "alice", "github_token": "gho_a"}, {"name": "bob", "github_token": "gho_b", "priority": 1}]
+    addon.accounts_path.write_text(json.dumps({"accounts": tiers}))
+    addon.commands.reload()  # same credentials: both keep their tokens; alice is tried first while she can serve
+    flow = pooled_flow()
+    await addon.request(flow)
+    assert flow.metadata["copilot_pool.account"] == "alice"
+    addon.attempts._resend = resend = Resend()
+    flow.response = tutils.tresp(status_code=401)
+    await addon.response(flow)
+    # nothing yielded to the event loop between the 401 and the re-send: alice's refused token was out already
+    assert resend.accounts == ["bob"] and flow.response.status_code == 200
+    assert addon.service.pool.accounts["alice"].token is None
+
+
+class Resend:
+    """Stands in for the re-send over the network: answers 200 and notes whose credential it carried."""
+
+    def __init__(self):
+        self.accounts = []
+
+    async def __call__(self, request, url, credential):
+        import httpx
+
+        self.accounts.append(credential.removeprefix("tid="))
+        return 200, httpx.Headers({"content-type": "application/json"}), b"{}"
+
+
+@pytest.mark.parametrize(
+    "reason, recovers_in, status, code, retry_after",
+    [
+        ("busy", None, 429, "pool_all_busy", "1"),
+        ("cooling", 12.2, 429, "pool_all_cooling", "13"),
+        ("starting", None, 503, "pool_unavailable", None),
+        ("exhausted", None, 502, "pool_attempts_exhausted", None),
+        ("unusable", None, 503, "pool_unavailable", None),
+        ("empty", None, 503, "pool_unavailable", None),
+    ],
+)
+def test_the_pools_own_answers_say_why_and_when(reason, recovers_in, status, code, retry_after):
+    from copilot_pool.core.pool import NoAccount, Unavailable
+    from copilot_pool.mitm import answers
+
+    response = answers.no_account(NoAccount(Unavailable(reason), recovers_in))
+    error = json.loads(response.content)["error"]
+    assert (response.status_code, error["code"], response.headers.get("retry-after")) == (status, code, retry_after)
+    assert error["message"] and "{" not in error["message"]
+    if retry_after:
+        assert retry_after in error["message"] or reason == "busy"
+
+
+async def test_done_closes_both_http_clients(addon):
+    addon.done()
+    await asyncio.sleep(0)
+    assert addon._github.is_closed and addon.attempts.upstream.is_closed

@@ -16,13 +16,18 @@ from profiling import analyse, where  # noqa: E402
 def test_in_flight_counts_a_running_stream_and_then_none(start_proxy, fake, tmp_path):
     accounts = write_accounts(tmp_path / "accounts.json", [{"name": "alice", "github_token": "gho_alice_secret_0001"}])
     proxy = start_proxy({"pool_accounts": accounts, "pool_github_api": fake.base_url})
-    proxy.wait_for(r"pool: account alice active")
+    proxy.wait_accounts(["alice"])
     assert in_flight(proxy) == 0
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    with proxy.client() as client, client.stream(
-        "POST", "https://api.individual.githubcopilot.com/chat/completions",
-        headers={"authorization": "Bearer tid=client-own-token"}, json=body,
-    ) as response:
+    with (
+        proxy.client() as client,
+        client.stream(
+            "POST",
+            "https://api.individual.githubcopilot.com/chat/completions",
+            headers={"authorization": "Bearer tid=client-own-token"},
+            json=body,
+        ) as response,
+    ):
         chunks = response.iter_raw()
         assert b"data: " in next(chunks)  # the stream is open: its account holds it
         assert in_flight(proxy) == 1
@@ -37,13 +42,19 @@ def test_percentile_is_nearest_rank():
 
 
 def test_profile_analysis_attributes_samples_to_the_addon():
-    raw = "\n".join([
-        "run (asyncio/base_events.py:1) ;request (/x/addon/copilot_pool/addon.py:101);acquire (/x/addon/copilot_pool/pool.py:120) 3",
-        "run (asyncio/base_events.py:1);write (/v/lib/python3.12/asyncio/selector_events.py:9) 6",
-        "run (asyncio/base_events.py:1);request (/x/addon/copilot_pool/addon.py:101) 1",
-    ])
+    raw = "\n".join(
+        [
+            "run (asyncio/base_events.py:1) ;request (/x/addon/copilot_pool/addon.py:101);"
+            "acquire (/x/addon/copilot_pool/pool.py:120) 3",
+            "run (asyncio/base_events.py:1);write (/v/lib/python3.12/asyncio/selector_events.py:9) 6",
+            "run (asyncio/base_events.py:1);request (/x/addon/copilot_pool/addon.py:101) 1",
+        ]
+    )
     result = analyse(raw)
     assert result["busy_samples"] == 10 and result["addon_inclusive_pct"] == 40.0
-    assert result["addon_functions_inclusive_pct"] == {"copilot_pool/addon.py:request": 40.0, "copilot_pool/pool.py:acquire": 30.0}
+    assert result["addon_functions_inclusive_pct"] == {
+        "copilot_pool/addon.py:request": 40.0,
+        "copilot_pool/pool.py:acquire": 30.0,
+    }
     assert next(iter(result["top_self_pct"].items())) == ("asyncio/selector_events.py:write", 60.0)
     assert where("echo (/v/site-packages/mitmproxy/addons/dumper.py:10)") == "mitmproxy/addons/dumper.py:echo"

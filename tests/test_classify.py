@@ -2,9 +2,8 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-
-from copilot_pool.classify import MAX_QUOTA_COOLDOWN, QUOTA_COOLDOWN, Outcome, classify, connection_error
-from copilot_pool.quota import from_headers, from_user_info, parse_reset
+from copilot_pool.core.classify import MAX_QUOTA_COOLDOWN, QUOTA_COOLDOWN, Outcome, classify, connection_error
+from copilot_pool.core.quota import from_headers, from_user_info, parse_reset
 
 WALL = 1_700_000_000.0
 
@@ -87,8 +86,18 @@ def test_quota_from_headers():
 
 
 def test_quota_from_user_info():
-    data = {"quota_reset_date": "2025-12-01", "quota_snapshots": {"premium_interactions": {
-        "entitlement": 300, "remaining": 150, "percent_remaining": 50.0, "unlimited": False, "overage_permitted": True}}}
+    data = {
+        "quota_reset_date": "2025-12-01",
+        "quota_snapshots": {
+            "premium_interactions": {
+                "entitlement": 300,
+                "remaining": 150,
+                "percent_remaining": 50.0,
+                "unlimited": False,
+                "overage_permitted": True,
+            }
+        },
+    }
     q = from_user_info(data, 1.0)
     assert q.remaining == 150 and q.overage_permitted and q.resets_at == parse_reset("2025-12-01T00:00:00Z")
     assert from_user_info({"quota_snapshots": {}}, 0) is None

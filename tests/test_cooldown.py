@@ -1,6 +1,6 @@
 from email.utils import formatdate
 
-from copilot_pool.cooldown import MAX_COOLDOWN, retry_after_seconds
+from copilot_pool.core.retry_after import MAX_COOLDOWN, retry_after_seconds
 
 NOW = 1_700_000_000.0
 

@@ -9,7 +9,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_demo_runs_end_to_end():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo.py"), "--once", "--port", "0"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout

@@ -11,7 +11,7 @@ from mitmdump_process import chat, write_accounts
 
 def test_legacy_token_without_accounts_file(start_proxy, fake):
     proxy = start_proxy({"pool_github_api": fake.base_url}, env={"GH_TOKEN": "gho_alice_secret_0001"})
-    proxy.wait_for(r"pool: account default active")
+    proxy.wait_accounts(["default"])
     with proxy.client() as client:
         response = chat(client)
     assert response.status_code == 200, response.text
@@ -57,13 +57,18 @@ def test_github_token_clients_get_a_pool_github_token(start_proxy, fake, tmp_pat
 
 def test_429_cools_the_account_and_next_requests_avoid_it(start_proxy, fake, tmp_path):
     proxy = pool_proxy(start_proxy, fake, tmp_path)
-    fake.inject("alice", 429, headers={"retry-after": "120"}, body={"error": {"message": "rate limited", "code": "user_model_rate_limited"}})
+    fake.inject(
+        "alice",
+        429,
+        headers={"retry-after": "120"},
+        body={"error": {"message": "rate limited", "code": "user_model_rate_limited"}},
+    )
     with proxy.client() as client:
         statuses = [(r.status_code, r.headers["x-fake-account"]) for r in (chat(client) for _ in range(8))]
     assert statuses == [(200, "bob")] * 8  # the 429 was failed over: the client never saw it
     upstream = [(e.account, e.status) for e in inference(fake)]
     assert ("alice", 429) in upstream
-    assert all(entry == ("bob", 200) for entry in upstream[upstream.index(("alice", 429)) + 1:])
+    assert all(entry == ("bob", 200) for entry in upstream[upstream.index(("alice", 429)) + 1 :])
     proxy.wait_for(r"pool: account alice cooling until \S+ \((120|119)s\)")
 
 
@@ -83,8 +88,12 @@ def test_sse_arrives_chunk_by_chunk(start_proxy, fake, tmp_path):
     proxy = pool_proxy(start_proxy, fake, tmp_path)
     arrivals = []
     with proxy.client() as client:
-        with client.stream("POST", "https://api.githubcopilot.com/chat/completions",
-                           headers={"authorization": "Bearer tid=x"}, json={"stream": True, "messages": []}) as response:
+        with client.stream(
+            "POST",
+            "https://api.githubcopilot.com/chat/completions",
+            headers={"authorization": "Bearer tid=x"},
+            json={"stream": True, "messages": []},
+        ) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
             for line in response.iter_lines():
                 if line.startswith("data: "):
@@ -107,7 +116,9 @@ def test_non_copilot_hosts_and_paths_keep_the_clients_credential(start_proxy, fa
 
 def test_no_usable_account_answers_503(start_proxy, fake, tmp_path):
     fake.revoke("alice")
-    proxy = start_proxy({"pool_accounts": write_accounts(tmp_path / "a.json", [ALICE]), "pool_github_api": fake.base_url})
+    proxy = start_proxy(
+        {"pool_accounts": write_accounts(tmp_path / "a.json", [ALICE]), "pool_github_api": fake.base_url}
+    )
     proxy.wait_for(r"pool: account alice failed: GitHub rejected the token")
     with proxy.client() as client:
         response = chat(client)
@@ -115,7 +126,9 @@ def test_no_usable_account_answers_503(start_proxy, fake, tmp_path):
 
 
 def test_bad_accounts_file_refuses_to_start(start_proxy, tmp_path):
-    path = write_accounts(tmp_path / "bad.json", [{"name": "alice", "github_token": "gho_secret_value_x", "colour": "red"}])
+    path = write_accounts(
+        tmp_path / "bad.json", [{"name": "alice", "github_token": "gho_secret_value_x", "colour": "red"}]
+    )
     try:
         proxy = start_proxy({"pool_accounts": path})
         returncode = proxy.process.wait(15)

@@ -6,10 +6,8 @@ import threading
 import time
 
 import httpx
-
 from e2e import pool_proxy
 from mitmdump_process import chat, wait_until
-
 
 
 def in_flight(client) -> dict[str, int]:
@@ -20,6 +18,7 @@ def test_client_disconnects_release_their_account(start_proxy, fake, tmp_path):
     proxy = pool_proxy(start_proxy, fake, tmp_path)
     with proxy.client() as status:
         fake.set_delay(3.0)
+
         # 1. clients that give up long before upstream answers
         def impatient_request():
             with proxy.client(timeout=1.0) as impatient:
@@ -41,8 +40,12 @@ def test_client_disconnects_release_their_account(start_proxy, fake, tmp_path):
 
         # 2. a client that hangs up in the middle of a stream
         with proxy.client() as streamer:
-            with streamer.stream("POST", "https://api.githubcopilot.com/chat/completions",
-                                 headers={"authorization": "Bearer x"}, json={"stream": True}) as response:
+            with streamer.stream(
+                "POST",
+                "https://api.githubcopilot.com/chat/completions",
+                headers={"authorization": "Bearer x"},
+                json={"stream": True},
+            ) as response:
                 lines = response.iter_lines()  # kept: a dropped iterator would close the stream early
                 assert next(lines).startswith("data: ")
                 assert sum(in_flight(status).values()) == 1

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from browser import pixels_near, png_pixels, run_chromium
 from e2e import ALICE, BOB, CAROL, pool_proxy
 from mitmdump_process import chat, write_accounts
@@ -19,7 +18,7 @@ CAPTURE = Path(__file__).resolve().parent / "capture_upstream.py"
 
 
 def start_pool(start_proxy, fake, tmp_path, accounts, wait=("alice", "bob"), **options):
-    return pool_proxy(start_proxy, fake, tmp_path, accounts, wait=wait, ready="(active|failed)", **options)
+    return pool_proxy(start_proxy, fake, tmp_path, accounts, wait=wait, states=("active", "failed"), **options)
 
 
 def test_status_page_in_headless_chromium(start_proxy, fake, tmp_path):
@@ -35,7 +34,9 @@ def test_status_page_in_headless_chromium(start_proxy, fake, tmp_path):
     proxy.wait_for(r"pool: account alice cooling until")
 
     shot = tmp_path / "status.png"
-    result = run_chromium(proxy.port, "http://copilot-pool/", tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,800")
+    result = run_chromium(
+        proxy.port, "http://copilot-pool/", tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,800"
+    )
     assert shot.exists(), result.stderr[-2000:]
     colours = png_pixels(shot)
     # each state badge is a solid block of its colour: the page was served, styled and rendered
@@ -87,14 +88,19 @@ def exits_with(start_proxy, options):
 @pytest.mark.parametrize("listen_host", ["0.0.0.0", ""])
 def test_refuses_an_open_proxy(start_proxy, fake, tmp_path, listen_host):
     path = write_accounts(tmp_path / "accounts.json", [ALICE])
-    returncode, output = exits_with(start_proxy, {"listen_host": listen_host, "pool_accounts": path, "pool_github_api": fake.base_url})
+    returncode, output = exits_with(
+        start_proxy, {"listen_host": listen_host, "pool_accounts": path, "pool_github_api": fake.base_url}
+    )
     assert returncode == 1
     assert "pool: refusing to run: mode 'regular' listens on" in output and "pool_allow_open_proxy" in output
     assert fake.exchanges("alice") == 0  # mitmproxy exits before the pool starts: no account ever holds a token
 
 
 def test_open_listener_with_proxyauth_or_override_starts(start_proxy, tmp_path):
-    for options in ({"listen_host": "0.0.0.0", "proxyauth": "u:p"}, {"listen_host": "0.0.0.0", "pool_allow_open_proxy": "true"}):
+    for options in (
+        {"listen_host": "0.0.0.0", "proxyauth": "u:p"},
+        {"listen_host": "0.0.0.0", "pool_allow_open_proxy": "true"},
+    ):
         proxy = start_proxy(options)
         assert proxy.process.poll() is None and "refusing" not in proxy.output()
         proxy.stop()
@@ -121,8 +127,10 @@ def raw_request(proxy, connect_host: str | None, target: str, host: str, marker:
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")
             sock = ssl.create_default_context(cafile=proxy.ca).wrap_socket(sock, server_hostname=connect_host)
         sock.sendall(
-            f"POST {target} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {credential}\r\nx-test-marker: {marker}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\nConnection: close\r\n\r\n".encode() + BODY
+            f"POST {target} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {credential}\r\nx-test-marker: {marker}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\nConnection: close\r\n\r\n".encode()
+            + BODY
         )
         answer = b""
         while chunk := sock.recv(65536):
@@ -140,8 +148,18 @@ STEERING = [
     ("plain-http", None, "http://api.githubcopilot.com/chat/completions", "api.githubcopilot.com"),
     ("host-header-elsewhere", "api.githubcopilot.com", "/chat/completions", "evil.example"),
     ("host-header-copilot", "evil.example", "/chat/completions", "api.githubcopilot.com"),
-    ("absolute-form-elsewhere-in-tunnel", "api.githubcopilot.com", "https://evil.example/chat/completions", "evil.example"),
-    ("absolute-form-copilot-in-foreign-tunnel", "evil.example", "https://api.githubcopilot.com/chat/completions", "api.githubcopilot.com"),
+    (
+        "absolute-form-elsewhere-in-tunnel",
+        "api.githubcopilot.com",
+        "https://evil.example/chat/completions",
+        "evil.example",
+    ),
+    (
+        "absolute-form-copilot-in-foreign-tunnel",
+        "evil.example",
+        "https://api.githubcopilot.com/chat/completions",
+        "api.githubcopilot.com",
+    ),
     ("absolute-form-copilot-host-elsewhere", None, "https://api.githubcopilot.com/chat/completions", "evil.example"),
 ]
 
@@ -153,22 +171,37 @@ def test_pool_credentials_cannot_be_steered_elsewhere(start_proxy, fake, tmp_pat
         for marker, connect_host, target, host in STEERING:
             raw_request(proxy, connect_host, target, host, f"{marker}/{credential[:3]}", credential)
         # a legitimate request in the same run, so the capture is known to see pooled requests too
-        raw_request(proxy, "api.githubcopilot.com", "/chat/completions", "api.githubcopilot.com", f"pooled/{credential[:3]}", credential)
+        raw_request(
+            proxy,
+            "api.githubcopilot.com",
+            "/chat/completions",
+            "api.githubcopilot.com",
+            f"pooled/{credential[:3]}",
+            credential,
+        )
 
     records = [json.loads(line) for line in capture.read_text().splitlines()]
     by_marker = {r["marker"]: r for r in records if r["marker"]}
     assert len(by_marker) == 2 * (len(STEERING) + 1), sorted(by_marker)
     for marker, record in by_marker.items():
         if marker.startswith("pooled/"):
-            assert record["authorization"] not in ("Bearer tid=client-own-copilot-token", "Bearer gho_client_own_github_token")
+            assert record["authorization"] not in (
+                "Bearer tid=client-own-copilot-token",
+                "Bearer gho_client_own_github_token",
+            )
         else:  # every steering attempt left with the client's own credential, untouched
-            assert record["authorization"] in ("Bearer tid=client-own-copilot-token", "Bearer gho_client_own_github_token"), marker
+            assert record["authorization"] in (
+                "Bearer tid=client-own-copilot-token",
+                "Bearer gho_client_own_github_token",
+            ), marker
 
     secrets = set(fake.issued_tokens()) | {ALICE["github_token"], BOB["github_token"]}
     endpoints = {("http", "127.0.0.1", fake.port), ("http", "localhost", fake.port)}
     for record in records:  # wherever a pool credential went: an account's own endpoint, an inference path
         if any(s in (record["authorization"] or "") for s in secrets):
-            assert (record["scheme"], record["host"], record["port"]) in endpoints and record["path"] == "/chat/completions", record
+            assert (record["scheme"], record["host"], record["port"]) in endpoints and record[
+                "path"
+            ] == "/chat/completions", record
     for entry in fake.entries():  # and the fake accepted it there: the right account on the right host (no 421)
         if entry.credential in secrets and not entry.path.startswith("/copilot_internal/v2/token"):
             assert entry.status == 200 and entry.path == "/chat/completions", entry
@@ -182,8 +215,15 @@ def test_no_token_in_output_saved_flows_or_logs(start_proxy, fake, tmp_path):
     fake.revoke("carol")
     saved = tmp_path / "flows.mitm"
     proxy = start_pool(
-        start_proxy, fake, tmp_path, (ALICE, BOB, CAROL), wait=("alice", "bob", "carol"),
-        flow_detail=3, termlog_verbosity="debug", save_stream_file=saved, pool_log_summary=1,
+        start_proxy,
+        fake,
+        tmp_path,
+        (ALICE, BOB, CAROL),
+        wait=("alice", "bob", "carol"),
+        flow_detail=3,
+        termlog_verbosity="debug",
+        save_stream_file=saved,
+        pool_log_summary=1,
     )
     fake.inject("alice", 429, headers={"retry-after": "2"})
     fake.inject("bob", 401)
@@ -193,7 +233,11 @@ def test_no_token_in_output_saved_flows_or_logs(start_proxy, fake, tmp_path):
             for _ in range(3):
                 bodies.append(chat(client, credential=credential).text)
             bodies.append(chat(client, credential=credential, stream=True).text)
-            bodies.append(client.get("https://api.githubcopilot.com/models", headers={"authorization": f"Bearer {credential}"}).text)
+            bodies.append(
+                client.get(
+                    "https://api.githubcopilot.com/models", headers={"authorization": f"Bearer {credential}"}
+                ).text
+            )
         for page in ("/", "/status.json", "/metrics"):
             bodies.append(client.get(f"http://copilot-pool{page}").text)
     proxy.wait_for(r"pool: summary: 3 account\(s\)")
@@ -205,7 +249,9 @@ def test_no_token_in_output_saved_flows_or_logs(start_proxy, fake, tmp_path):
     with open(saved, "rb") as f:
         flows = list(io.FlowReader(f).stream())
     assert len(flows) >= 13
-    everything = "\n".join([proxy.output(), saved.read_bytes().decode("latin-1"), *bodies, *(repr(f.get_state()) for f in flows)])
+    everything = "\n".join(
+        [proxy.output(), saved.read_bytes().decode("latin-1"), *bodies, *(repr(f.get_state()) for f in flows)]
+    )
     secrets = fake.issued_tokens() + [ALICE["github_token"], BOB["github_token"], CAROL["github_token"]]
     assert len(fake.issued_tokens()) >= 3
     for secret in secrets:

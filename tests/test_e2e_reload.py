@@ -7,6 +7,7 @@ import time
 
 from e2e import ALICE, BOB, CAROL, pool_proxy
 from mitmdump_process import chat, write_accounts
+
 APPLY_WITHIN = 2.0  # seconds from the write to the change being in effect
 
 
@@ -66,7 +67,9 @@ def test_accounts_file_changes_under_traffic(start_proxy, fake, tmp_path):
         time.sleep(1.0)
         assert not any("pool:" in line for line in proxy.lines[start_line:])
         path.write_text('{"accounts": [')  # half-written / invalid
-        proxy.wait_for(r"accounts file change ignored, the pool keeps its accounts: .*not valid JSON", timeout=APPLY_WITHIN)
+        proxy.wait_for(
+            r"accounts file change ignored, the pool keeps its accounts: .*not valid JSON", timeout=APPLY_WITHIN
+        )
         time.sleep(0.5)
         empty_written = time.time()
         change([], r"account alice removed", r"account carol removed")
@@ -81,7 +84,12 @@ def test_accounts_file_changes_under_traffic(start_proxy, fake, tmp_path):
     failures = [r for r in results if r[2] != 200]
     assert failures  # the empty account list was really exercised
     assert all(status == 503 and code == "pool_unavailable" for _, _, status, code in failures), failures[:5]
-    assert all(empty_written <= answered <= restored for _, answered, _, _ in failures), (empty_written, restored, failures[:3], failures[-3:])
+    assert all(empty_written <= answered <= restored for _, answered, _, _ in failures), (
+        empty_written,
+        restored,
+        failures[:3],
+        failures[-3:],
+    )
     assert any(r[2] == 200 and r[0] > restored_written for r in results)
     served = {who for _, _, status, who in results if status == 200}
     assert served == {"alice", "bob", "carol"}
@@ -115,7 +123,9 @@ def test_invalid_file_at_runtime_keeps_pool_and_pool_reload_too(start_proxy, fak
     proxy = pool_proxy(start_proxy, fake, tmp_path, [ALICE])
     path = tmp_path / "accounts.json"
     write_accounts(path, [{"name": "alice", "github_token": "gho_alice_secret_0001", "bogus": 1}])
-    proxy.wait_for(r"accounts file change ignored.*accounts\[0\] 'alice': field 'bogus': unknown field", timeout=APPLY_WITHIN)
+    proxy.wait_for(
+        r"accounts file change ignored.*accounts\[0\] 'alice': field 'bogus': unknown field", timeout=APPLY_WITHIN
+    )
     path.unlink()
     proxy.wait_for(r"accounts file change ignored.*cannot read it", timeout=APPLY_WITHIN)
     with proxy.client() as client:

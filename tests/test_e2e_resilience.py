@@ -7,10 +7,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
+from e2e import inference, pool_proxy
 from fake_copilot import FakeCopilot
 from mitmdump_process import chat
-from e2e import inference, pool_proxy
 
 ACCOUNTS = [
     {"name": "alice", "github_token": "gho_alice_secret_0001"},
@@ -85,9 +84,18 @@ def test_dropped_connection_on_a_retry_fails_over_and_tiers_order_the_accounts(s
 
     with open(saved, "rb") as f:
         flow = next(f for f in io.FlowReader(f).stream() if f.request.path == "/chat/completions")
-    assert [(a["account"], a["status"]) for a in flow.metadata["copilot_pool.attempts"]] == [("alice", 429), ("bob", 0), ("carol", 200)]
-    assert flow.metadata["copilot_pool.account"] == "carol" and flow.request.headers["authorization"] == "Bearer <pool:carol>"
-    assert "alice cooling 60s" in flow.comment and "retried on bob" in flow.comment and "retried on carol" in flow.comment
+    assert [(a["account"], a["status"]) for a in flow.metadata["copilot_pool.attempts"]] == [
+        ("alice", 429),
+        ("bob", 0),
+        ("carol", 200),
+    ]
+    assert (
+        flow.metadata["copilot_pool.account"] == "carol"
+        and flow.request.headers["authorization"] == "Bearer <pool:carol>"
+    )
+    assert (
+        "alice cooling 60s" in flow.comment and "retried on bob" in flow.comment and "retried on carol" in flow.comment
+    )
 
 
 def test_waiting_requests_go_in_arrival_order(start_proxy, fake4, tmp_path):
@@ -97,8 +105,11 @@ def test_waiting_requests_go_in_arrival_order(start_proxy, fake4, tmp_path):
 
     def send(i):
         with proxy.client() as client:
-            response = client.post("https://api.githubcopilot.com/chat/completions", json={"messages": []},
-                                   headers={"authorization": "Bearer x", "x-request-id": f"r{i}"})
+            response = client.post(
+                "https://api.githubcopilot.com/chat/completions",
+                json={"messages": []},
+                headers={"authorization": "Bearer x", "x-request-id": f"r{i}"},
+            )
             results[i] = response.status_code
 
     threads = []
@@ -129,8 +140,11 @@ def test_affinity_keeps_a_conversation_on_its_account_and_moves_it_when_it_cools
     proxy = pool_proxy(start_proxy, fake4, tmp_path, accounts=ACCOUNTS[:3])
 
     def turn(client, conversation="conv-1"):
-        response = client.post("https://api.githubcopilot.com/chat/completions", json={"messages": []},
-                               headers={"authorization": "Bearer x", "x-interaction-id": conversation})
+        response = client.post(
+            "https://api.githubcopilot.com/chat/completions",
+            json={"messages": []},
+            headers={"authorization": "Bearer x", "x-interaction-id": conversation},
+        )
         assert response.status_code == 200
         return response.headers["x-fake-account"]
 

@@ -1,4 +1,5 @@
 """Tests for the fake GitHub + Copilot upstream (scripts/fake_copilot.py)."""
+
 import json
 import signal
 import subprocess
@@ -8,19 +9,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fake_copilot import FakeCopilot
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-from fake_copilot import FakeCopilot  # noqa: E402
 
 ALICE, BOB, CAROL = "gho_alice_secret", "gho_bob_secret", "gho_carol_secret"
 
 
 def make_fake(**kwargs) -> FakeCopilot:
     fake = FakeCopilot(**kwargs)
-    fake.add_account("alice", ALICE)                     # individual -> 127.0.0.1
-    fake.add_account("bob", BOB, "business")             # business   -> localhost
+    fake.add_account("alice", ALICE)  # individual -> 127.0.0.1
+    fake.add_account("bob", BOB, "business")  # business   -> localhost
     fake.add_account("carol", CAROL, copilot=False)
     fake.start()
     return fake
@@ -40,8 +39,7 @@ def client():
 
 
 def exchange(client, fake, github_token):
-    return client.get(f"{fake.base_url}/copilot_internal/v2/token",
-                      headers={"Authorization": f"token {github_token}"})
+    return client.get(f"{fake.base_url}/copilot_internal/v2/token", headers={"Authorization": f"token {github_token}"})
 
 
 def token_for(client, fake, github_token):
@@ -52,8 +50,11 @@ def token_for(client, fake, github_token):
 
 def chat(client, base, credential, **body):
     headers = {"Authorization": f"Bearer {credential}"} if credential else {}
-    return client.post(f"{base}/chat/completions", headers=headers,
-                       json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], **body})
+    return client.post(
+        f"{base}/chat/completions",
+        headers=headers,
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], **body},
+    )
 
 
 def test_exchange_success(fake, client):
@@ -95,8 +96,12 @@ def test_inference_with_issued_token(fake, client):
     models = client.get(f"{fake.base_url}/models", headers={"Authorization": f"Bearer {token}"})
     assert [m["id"] for m in models.json()["data"]] == ["gpt-4o", "claude-sonnet-4"]
     for path in ("/responses", "/v1/messages", "/embeddings", "/v1/engines/gpt-4o/completions"):
-        assert client.post(fake.base_url + path, headers={"Authorization": f"Bearer {token}"},
-                           json={"input": "x"}).status_code == 200, path
+        assert (
+            client.post(
+                fake.base_url + path, headers={"Authorization": f"Bearer {token}"}, json={"input": "x"}
+            ).status_code
+            == 200
+        ), path
     # Non-inference paths on the same host are 404; quota went down by the premium calls.
     r = client.post(f"{fake.base_url}/mcp/readonly", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 404
@@ -145,9 +150,9 @@ def test_github_token_as_credential(fake, client):
 
 def test_wrong_host_is_421(fake, client):
     token = token_for(client, fake, BOB)["token"]
-    assert chat(client, fake.base_url, token).status_code == 421        # 127.0.0.1: wrong
+    assert chat(client, fake.base_url, token).status_code == 421  # 127.0.0.1: wrong
     assert chat(client, fake.api_base("business"), token).status_code == 200  # localhost: right
-    assert chat(client, fake.base_url, BOB).status_code == 421          # GitHub token too
+    assert chat(client, fake.base_url, BOB).status_code == 421  # GitHub token too
     alice = token_for(client, fake, ALICE)["token"]
     assert chat(client, fake.api_base("business"), alice).status_code == 421
 
@@ -163,7 +168,7 @@ def test_rate_limit(fake, client):
     assert r.headers["x-fake-account"] == "alice"
     bob = token_for(client, fake, BOB)["token"]  # per account: bob still has his budget
     assert chat(client, fake.api_base("business"), bob).status_code == 200
-    fake.set_rate_limit(None, account="alice")    # per-account override beats the default
+    fake.set_rate_limit(None, account="alice")  # per-account override beats the default
     assert chat(client, fake.base_url, token).status_code == 200
 
 
@@ -212,8 +217,12 @@ def test_inject(fake, client):
 def test_sse_arrives_in_chunks(fake, client):
     token = token_for(client, fake, ALICE)["token"]
     chunks = []
-    with client.stream("POST", f"{fake.base_url}/chat/completions", headers={"Authorization": f"Bearer {token}"},
-                       json={"model": "gpt-4o", "stream": True, "messages": []}) as r:
+    with client.stream(
+        "POST",
+        f"{fake.base_url}/chat/completions",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"model": "gpt-4o", "stream": True, "messages": []},
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"] == "text/event-stream"
         assert r.headers["transfer-encoding"] == "chunked"
@@ -222,7 +231,7 @@ def test_sse_arrives_in_chunks(fake, client):
     assert len(chunks) > 1
     text = b"".join(c for _, c in chunks).decode()
     assert text.endswith("data: [DONE]\n\n")
-    events = [e[len("data: "):] for e in text.split("\n\n") if e]
+    events = [e[len("data: ") :] for e in text.split("\n\n") if e]
     assert len(events) == 5
     first = json.loads(events[0])
     assert first["object"] == "chat.completion.chunk"
@@ -249,9 +258,21 @@ def test_log_records_account_and_kind(fake, client):
 
 
 def test_cli_serves_and_exits_cleanly():
-    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "fake_copilot.py"), "--port", "0",
-                             "--account", f"dave={ALICE}:enterprise", "--stream-interval-ms", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(SCRIPTS / "fake_copilot.py"),
+            "--port",
+            "0",
+            "--account",
+            f"dave={ALICE}:enterprise",
+            "--stream-interval-ms",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("fake copilot listening at http://127.0.0.1:")
@@ -273,10 +294,16 @@ def test_device_flow_is_strict_like_github(fake):
         assert form.headers["content-type"] == "application/x-www-form-urlencoded"  # JSON only when asked for
         fake.approve_device_login("alice", pending=1)
         code = c.post("/login/device/code", data={"client_id": "Iv1.x"}, headers={"accept": "application/json"}).json()
-        poll = {"client_id": "Iv1.x", "device_code": code["device_code"], "grant_type": "urn:ietf:params:oauth:grant-type:device_code"}
+        poll = {
+            "client_id": "Iv1.x",
+            "device_code": code["device_code"],
+            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+        }
 
         def ask(**over):
-            return c.post("/login/oauth/access_token", data={**poll, **over}, headers={"accept": "application/json"}).json()
+            return c.post(
+                "/login/oauth/access_token", data={**poll, **over}, headers={"accept": "application/json"}
+            ).json()
 
         assert ask(grant_type="password")["error"] == "unsupported_grant_type"
         assert ask(client_id="Iv1.other")["error"] == "incorrect_device_code"

@@ -1,4 +1,5 @@
-"""Operators' view, pure parts and the mitmproxy layer in process: redaction, state log, status page, guard, commands."""
+"""Operators' view, pure parts and the mitmproxy layer in process: redaction, state log, status page, guard,
+commands."""
 
 from __future__ import annotations
 
@@ -7,20 +8,23 @@ import logging
 import re
 
 import pytest
-from mitmproxy.test import taddons, tflow, tutils
-
-from copilot_pool import quota
-from copilot_pool.clock import FakeClock
-from copilot_pool.guard import exposure_problem, is_loopback, readable_by_others
-from copilot_pool.pool import State
-from copilot_pool.redact import RedactFilter, redact
-from copilot_pool.statelog import CooldownLog, summary_line
-from copilot_pool.status import RecentEvents
-from copilot_pool.statuspage import StatusPage
+from copilot_pool.core import quota
+from copilot_pool.core.classify import Outcome, Verdict
+from copilot_pool.core.model import CopilotToken, State
+from copilot_pool.mitm.addon import CopilotPool
+from copilot_pool.mitm.guard import exposure_problem, is_loopback, readable_by_others
+from copilot_pool.observe.redact import RedactFilter, redact
+from copilot_pool.observe.statelog import CooldownLog, summary_line
+from copilot_pool.observe.status import RecentEvents
+from copilot_pool.runtime.clock import FakeClock
 from helpers import active_pool, give_token
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow, tutils
+from test_tokens import ScriptedExchange, no_user
 
 COPILOT_TOKEN = "tid=0123abcd;exp=1700000000;sku=copilot_for_individuals_subscriber;proxy-ep=127.0.0.1:1;8kp=1:deadbeef"
 GITHUB_TOKENS = ["gho_16C7e42F292c6912E7710c838347Ae178B4a", "ghu_abc123", "ghp_XYZ_987", "github_pat_11ABCDEFG_xyz"]
+
 
 @pytest.mark.parametrize("token", GITHUB_TOKENS + [COPILOT_TOKEN])
 def test_redact_masks_every_token_shape(token):
@@ -28,6 +32,7 @@ def test_redact_masks_every_token_shape(token):
     masked = redact(text)
     assert token not in masked and masked.count("***") == 3
     assert redact("pool: account alice active (sku x)") == "pool: account alice active (sku x)"
+
 
 def test_redact_filter_masks_arguments_and_exceptions():
     logger = logging.getLogger("copilot_pool.test_redact")
@@ -45,6 +50,7 @@ def test_redact_filter_masks_arguments_and_exceptions():
     assert "sent gho_*** to api" in messages and "ValueError: bad token tid=***" in messages
     assert GITHUB_TOKENS[0] not in messages and COPILOT_TOKEN not in messages
 
+
 class Lines(logging.Handler):
     def __init__(self):
         super().__init__()
@@ -52,6 +58,7 @@ class Lines(logging.Handler):
 
     def emit(self, record):
         self.records.append(record)
+
 
 def test_cooldown_log_reports_start_move_and_end():
     clock = FakeClock()
@@ -65,66 +72,108 @@ def test_cooldown_log_reports_start_move_and_end():
     alice, bob = pool.accounts["alice"], pool.accounts["bob"]
 
     assert cooldowns.sweep() == []
-    pool.mark_cooldown(alice, 30)
+    pool.cool(alice, 30)
     [line] = cooldowns.sweep()
     assert re.fullmatch(r"pool: account alice cooling until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d \(30s\)", line)
     clock.advance(10)
-    pool.mark_cooldown(alice, 5)  # cooldowns only extend: nothing moved
+    pool.cool(alice, 5)  # cooldowns only extend: nothing moved
     assert cooldowns.sweep() == []
-    pool.mark_cooldown(alice, 100)
+    pool.cool(alice, 100)
     assert cooldowns.sweep()[0].endswith("(100s)")
     clock.advance(101)
     assert cooldowns.sweep() == ["pool: account alice active again: cooldown over"]
     assert cooldowns.sweep() == []
-    pool.mark_cooldown(bob, 10)
+    pool.cool(bob, 10)
     cooldowns.sweep()
-    pool.mark_failure(bob, "GitHub rejected the token (401)")  # its failure has its own line, where it happens
+    pool.fail(bob, "GitHub rejected the token (401)")  # its failure has its own line, where it happens
     assert cooldowns.sweep() == []
-    assert [r.getMessage() for r in handler.records] == [line, handler.records[1].getMessage(), "pool: account alice active again: cooldown over", handler.records[3].getMessage()]
+    assert [r.getMessage() for r in handler.records] == [
+        line,
+        handler.records[1].getMessage(),
+        "pool: account alice active again: cooldown over",
+        handler.records[3].getMessage(),
+    ]
     assert all(r.levelno == logging.INFO for r in handler.records)
+
 
 def test_summary_line_counts_states():
     pool = active_pool("alice", "bob", "carol")
-    pool.mark_cooldown(pool.accounts["bob"], 10)
-    pool.accounts["carol"].base_state = State.DISABLED
-    pool.accounts["alice"].served, pool.accounts["bob"].rate_limited = 7, 2
-    assert summary_line(pool) == "pool: summary: 3 account(s) (1 active, 1 cooling, 1 disabled); 0 in flight, 7 served, 2 429s"
+    pool.cool(pool.accounts["bob"], 10)
+    pool.disable(pool.accounts["carol"])
+    for _ in range(7):
+        pool.record(pool.accounts["alice"], Verdict(Outcome.OK, 200))
+    for _ in range(2):
+        pool.record(pool.accounts["bob"], Verdict(Outcome.RATE_LIMITED, 429, cooldown=10))
+    assert (
+        summary_line(pool)
+        == "pool: summary: 3 account(s) (1 active, 1 cooling, 1 disabled); 0 in flight, 7 served, 2 429s"
+    )
+
 
 @pytest.fixture
 def addon_with_tokens(tmp_path):
-    from copilot_pool.addon import CopilotPool
-
     accounts = tmp_path / "accounts.json"
-    accounts.write_text(json.dumps({"accounts": [{"name": "alice", "github_token": GITHUB_TOKENS[0]}, {"name": "bob", "github_token": "gho_bob"}]}))
-    pool_addon = CopilotPool()
-    page = StatusPage(pool_addon)
-    with taddons.context(pool_addon, page) as tctx:
+    accounts.write_text(
+        json.dumps(
+            {
+                "accounts": [
+                    {"name": "alice", "github_token": GITHUB_TOKENS[0]},
+                    {"name": "bob", "github_token": "gho_bob"},
+                ]
+            }
+        )
+    )
+    clock = FakeClock()
+    pool_addon = CopilotPool(clock, ScriptedExchange(clock), no_user)
+    with taddons.context(pool_addon) as tctx:
         tctx.configure(pool_addon, pool_accounts=str(accounts), pool_github_token_file=str(tmp_path / "none"))
-        clock = FakeClock()
-        pool_addon.service.pool.clock = pool_addon.service.clock = clock
         for account in pool_addon.service.pool.accounts.values():
-            give_token(account, clock)
-        yield pool_addon, page, clock
+            give_token(pool_addon.service.pool, account)
+        yield pool_addon, pool_addon.status_page, clock
+
 
 def status_flow(path: str, method: str = "GET"):
     flow = tflow.tflow()
-    flow.request = tutils.treq(scheme=b"http", host="copilot-pool", port=80, path=path.encode(), method=method.encode(), headers=((b"host", b"copilot-pool"),))
+    flow.request = tutils.treq(
+        scheme=b"http",
+        host="copilot-pool",
+        port=80,
+        path=path.encode(),
+        method=method.encode(),
+        headers=((b"host", b"copilot-pool"),),
+    )
     return flow
+
 
 def test_status_page_renders_json_html_metrics_without_tokens(addon_with_tokens):
     pool_addon, page, clock = addon_with_tokens
     pool = pool_addon.service.pool
     alice = pool.accounts["alice"]
-    alice.token = alice.token.__class__(COPILOT_TOKEN, alice.token.expires_at, alice.token.refresh_at, "https://api.example", "https://proxy.example", "sku1")
-    pool.mark_cooldown(pool.accounts["bob"], 90)
-    pool.accounts["bob"].rate_limited = 3
-    pool.mark_failure(alice, f"refused {GITHUB_TOKENS[0]}")  # even a token-shaped reason is masked
-    pool.accounts["bob"].quota = quota.from_headers({"x-quota-snapshot-premium_interactions": "ent=300&ov=0.0&ovPerm=false&rem=42.0&rst=x"}, clock.now())
+    pool.token_received(
+        alice,
+        CopilotToken(
+            COPILOT_TOKEN,
+            alice.token.expires_at,
+            alice.token.refresh_at,
+            "https://api.example",
+            "https://proxy.example",
+            "sku1",
+        ),
+    )
+    for _ in range(3):
+        pool.record(pool.accounts["bob"], Verdict(Outcome.RATE_LIMITED, 429, cooldown=90))
+    pool.fail(alice, f"refused {GITHUB_TOKENS[0]}")  # even a token-shaped reason is masked
+    pool.quota_seen(
+        pool.accounts["bob"],
+        quota.from_headers(
+            {"x-quota-snapshot-premium_interactions": "ent=300&ov=0.0&ovPerm=false&rem=42.0&rst=x"}, clock.now()
+        ),
+    )
 
     bodies = {}
     for path in ("/", "/status.json", "/metrics"):
         flow = status_flow(path)
-        page.request(flow)
+        page.answer(flow)
         assert flow.response.status_code == 200
         bodies[path] = flow.response.text
     for body in bodies.values():
@@ -138,45 +187,66 @@ def test_status_page_renders_json_html_metrics_without_tokens(addon_with_tokens)
     assert 'copilot_pool_account_rate_limited_total{account="bob"} 3' in bodies["/metrics"]
     assert 'copilot_pool_account_premium_remaining_percent{account="bob"} 42.0' in bodies["/metrics"]
     for line in bodies["/metrics"].splitlines():  # Prometheus text format: comments or `name{labels} number`
-        assert line.startswith("# ") or re.fullmatch(r'[a-z_]+(\{[^}]*\})? -?[0-9.]+', line), line
+        assert line.startswith("# ") or re.fullmatch(r"[a-z_]+(\{[^}]*\})? -?[0-9.]+", line), line
     assert '<span class="state cooling">cooling</span>' in bodies["/"] and "42% of 300" in bodies["/"]
 
-def test_status_page_other_paths_and_hosts(addon_with_tokens):
-    _, page, _ = addon_with_tokens
+
+async def test_status_page_other_paths_and_hosts(addon_with_tokens):
+    pool_addon, page, _ = addon_with_tokens
     flow = status_flow("/nope")
-    page.request(flow)
+    page.answer(flow)
     assert flow.response.status_code == 404
     flow = status_flow("/", method="POST")
-    page.request(flow)
+    page.answer(flow)
     assert flow.response.status_code == 405
     flow = tflow.tflow()  # another host: not ours
-    page.request(flow)
-    assert flow.response is None
+    assert not page.answer(flow) and flow.response is None
     flow = status_flow("/")
     flow.response = tutils.tresp(status_code=407)  # proxyauth answered first: left alone
-    page.request(flow)
+    await pool_addon.request(flow)
     assert flow.response.status_code == 407
+
 
 def test_operator_commands(addon_with_tokens):
     pool_addon, _, clock = addon_with_tokens
-    pool = pool_addon.service.pool
-    assert pool_addon.cooldown("alice", 300) == "pool: alice cooling for 300s"
-    assert pool.accounts["alice"].state(clock.now()) is State.COOLING and pool.cooldown_remaining(pool.accounts["alice"]) == 300
-    assert pool_addon.cooldown("alice", 0) == "pool: alice's cooldown ended"
+    commands, pool = pool_addon.commands, pool_addon.service.pool
+    assert commands.cooldown("alice", 300) == "pool: alice cooling for 300s"
+    assert (
+        pool.accounts["alice"].state(clock.now()) is State.COOLING
+        and pool.accounts["alice"].cooldown_until - clock.now() == 300
+    )
+    assert commands.cooldown("alice", 0) == "pool: alice's cooldown ended"
     assert pool.accounts["alice"].pickable(clock.now())
-    assert pool_addon.disable("bob") == "pool: bob disabled"
+    assert commands.disable("bob") == "pool: bob disabled"
     assert all(pool.acquire().account.name == "alice" for _ in range(5))
-    assert pool_addon.enable("bob") == "pool: bob active"  # it still holds a valid token
+    assert commands.enable("bob") == "pool: bob active"  # it still holds a valid token
     assert pool.accounts["bob"].pickable(clock.now())
-    for reply in (pool_addon.cooldown("nobody", 5), pool_addon.enable("nobody"), pool_addon.disable("nobody")):
-        assert reply == "error: no account named 'nobody' in the pool"
-    assert pool_addon.cooldown("alice", -1).startswith("error:")
+    for command in (
+        lambda: commands.cooldown("nobody", 5),
+        lambda: commands.enable("nobody"),
+        lambda: commands.disable("nobody"),
+    ):
+        with pytest.raises(exceptions.CommandError, match="^no account named 'nobody' in the pool$"):
+            command()
+    with pytest.raises(exceptions.CommandError, match="seconds must be 0 or more"):
+        commands.cooldown("alice", -1)
+
 
 def test_command_names_suit_mitmweb(addon_with_tokens):
-    pool_addon, _, _ = addon_with_tokens
-    names = [name for name in pool_addon.__class__.__dict__.values() if hasattr(name, "command_name")]
-    assert {n.command_name for n in names} >= {"pool.status", "pool.cooldown", "pool.enable", "pool.disable"}
-    assert all(re.fullmatch(r"[a-z.]+", n.command_name) for n in names)
+    from mitmproxy import ctx
+
+    registered = [name for name in ctx.master.commands.commands if name.startswith("pool.")]
+    assert set(registered) == {
+        "pool.status",
+        "pool.reload",
+        "pool.refresh",
+        "pool.cooldown",
+        "pool.enable",
+        "pool.disable",
+    }
+    assert all(re.fullmatch(r"[a-z.]+", name) for name in registered)
+    assert ctx.master.commands.call("pool.cooldown", "alice", 5) == "pool: alice cooling for 5s"
+
 
 @pytest.mark.parametrize(
     "modes, host, auth, refused",
@@ -197,6 +267,7 @@ def test_exposure_rules(modes, host, auth, refused):
     assert (problem is not None) == refused
     if refused:
         assert "pool_allow_open_proxy" in problem and "listen_host=127.0.0.1" in problem
+
 
 def test_loopback_and_permissions(tmp_path):
     assert is_loopback("127.0.0.2") and is_loopback("[::1]") and not is_loopback("example.com") and not is_loopback("")

@@ -1,9 +1,10 @@
 from collections import Counter
 
 import pytest
-
-from copilot_pool.clock import FakeClock
-from copilot_pool.pool import NoAccountAvailable, State
+from copilot_pool.core.classify import Outcome, Verdict
+from copilot_pool.core.model import State
+from copilot_pool.core.pool import NoAccount, PoolChanges, Unavailable
+from copilot_pool.runtime.clock import FakeClock
 from helpers import active_pool, config, give_token
 
 
@@ -23,9 +24,12 @@ def test_round_robin_cycles_in_file_order():
 
 def test_least_busy_picks_the_idle_account():
     pool = active_pool("a", "b", "c")
-    busy = [pool.accounts["a"], pool.accounts["c"]]
-    for account in busy:
-        account.in_flight = 5  # artificially in flight
+    held = []
+    while len({lease.account.name for lease in held}) < 3:  # a and c each get a request in flight, b none
+        lease = pool.acquire()
+        held.append(lease)
+        if lease.account.name == "b":
+            lease.release()
     assert set(names(pool, 20)) == {"b"}
 
 
@@ -67,7 +71,7 @@ def test_random_tie_break_shares_identical_accounts():
 def test_cooling_account_is_excluded_and_comes_back():
     clock = FakeClock()
     pool = active_pool("a", "b", clock=clock)
-    pool.mark_cooldown(pool.accounts["a"], 30)
+    pool.cool(pool.accounts["a"], 30)
     assert pool.accounts["a"].state(clock.now()) is State.COOLING
     assert set(names(pool, 10)) == {"b"}
     clock.advance(30.5)
@@ -78,36 +82,36 @@ def test_cooldowns_only_extend():
     clock = FakeClock()
     pool = active_pool("a", clock=clock)
     account = pool.accounts["a"]
-    until = pool.mark_cooldown(account, 100)
-    assert pool.mark_cooldown(account, 5) == until
-    assert pool.mark_cooldown(account, 200) == clock.now() + 200
+    until = pool.cool(account, 100)
+    assert pool.cool(account, 5) == until
+    assert pool.cool(account, 200) == clock.now() + 200
 
 
 def test_all_cooling_gives_429_with_earliest_recovery():
     clock = FakeClock()
     pool = active_pool("a", "b", clock=clock)
-    pool.mark_cooldown(pool.accounts["a"], 40)
-    pool.mark_cooldown(pool.accounts["b"], 12.2)
-    with pytest.raises(NoAccountAvailable) as e:
+    pool.cool(pool.accounts["a"], 40)
+    pool.cool(pool.accounts["b"], 12.2)
+    with pytest.raises(NoAccount) as e:
         pool.acquire()
-    assert (e.value.status, e.value.retry_after, e.value.code) == (429, 13, "pool_all_cooling")
+    assert e.value.reason is Unavailable.COOLING and e.value.recovers_in == pytest.approx(12.2) and e.value.waitable
 
 
 def test_none_usable_gives_503():
     pool = active_pool("a")
-    pool.mark_failure(pool.accounts["a"], "GitHub rejected the token")
-    with pytest.raises(NoAccountAvailable) as e:
+    pool.fail(pool.accounts["a"], "GitHub rejected the token")
+    with pytest.raises(NoAccount) as e:
         pool.acquire()
-    assert e.value.status == 503 and e.value.retry_after is None
-    with pytest.raises(NoAccountAvailable) as e:
+    assert e.value.reason is Unavailable.UNUSABLE and e.value.recovers_in is None and not e.value.waitable
+    with pytest.raises(NoAccount) as e:
         active_pool().acquire()
-    assert e.value.status == 503 and "no accounts" in e.value.message
+    assert e.value.reason is Unavailable.EMPTY
 
 
 def test_expired_token_is_not_picked():
     clock = FakeClock()
     pool = active_pool("a", "b", clock=clock)
-    pool.accounts["a"].token = None
+    pool.invalidate(pool.accounts["a"])
     assert set(names(pool, 5)) == {"b"}
 
 
@@ -124,8 +128,9 @@ def test_apply_keeps_state_of_unchanged_accounts():
     clock = FakeClock()
     pool = active_pool("a", "b", clock=clock)
     a = pool.accounts["a"]
-    pool.mark_cooldown(a, 50)
-    a.served = 7
+    pool.cool(a, 50)
+    for _ in range(7):
+        pool.record(a, Verdict(Outcome.OK, 200))
     changes = pool.apply([config("a"), config("b", "gho_new"), config("c")])
     assert pool.accounts["a"] is a and a.served == 7 and a.cooldown_until > clock.now() and a.token
     assert [x.name for x in changes.credential_changed] == ["b"] and pool.accounts["b"].token is None
@@ -133,7 +138,7 @@ def test_apply_keeps_state_of_unchanged_accounts():
     changes = pool.apply([config("c"), config("a", enabled=False)])
     assert [x.name for x in changes.removed] == ["b"] and [x.name for x in changes.disabled] == ["a"]
     assert list(pool.accounts) == ["c", "a"] and pool.accounts["a"].base_state is State.DISABLED
-    assert not pool.apply([config("c"), config("a", enabled=False)])
+    assert pool.apply([config("c"), config("a", enabled=False)]) == PoolChanges()
 
 
 def test_removed_account_in_flight_finishes_normally():
@@ -143,7 +148,7 @@ def test_removed_account_in_flight_finishes_normally():
     pool.apply([])
     lease.release()
     assert account.in_flight == 0
-    with pytest.raises(NoAccountAvailable):
+    with pytest.raises(NoAccount):
         pool.acquire()
 
 
@@ -153,19 +158,19 @@ def test_ready_lists_follow_changes_made_anywhere():
     pool = active_pool("a", "b", clock=clock)
     a, b = pool.accounts["a"], pool.accounts["b"]
     assert set(names(pool, 4)) == {"a", "b"}
-    a.cooldown_until = clock.now() + 5  # set directly, as an operator command does
+    pool.set_cooldown(a, 5)  # as an operator command does
     assert set(names(pool, 4)) == {"b"}
     clock.advance(6)  # time alone ends the cooldown
     assert set(names(pool, 4)) == {"a", "b"}
-    b.base_state = State.STARTING  # a 401 took b's token away
+    pool.invalidate(b)  # a 401 took b's token away
     assert set(names(pool, 4)) == {"a"}
-    give_token(b, clock, lifetime=10)
+    give_token(pool, b, lifetime=10)
     assert set(names(pool, 6)) == {"a", "b"}
     clock.advance(11)  # time alone expires b's token
     assert set(names(pool, 4)) == {"a"}
     pool.apply([config("a")])
     pool.apply([config("a"), config("c")])
-    give_token(pool.accounts["c"], clock)
+    give_token(pool, pool.accounts["c"])
     assert set(names(pool, 4)) == {"a", "c"}
 
 
@@ -183,3 +188,30 @@ def test_least_busy_stays_exact_with_cached_order():
         loads = {a.name: a.in_flight for a in pool.accounts.values()}
         picked = pool.acquire().account
         assert loads[picked.name] == min(loads.values())  # the least busy, though it is not the least recently used
+
+
+def test_every_transition_bumps_only_its_own_pools_version_and_tells_its_listener():
+    clock = FakeClock()
+    pool, other = active_pool("a", clock=clock), active_pool("x", clock=clock)
+    told = []
+    pool.listener = lambda: told.append(pool.version)
+    a, before = pool.accounts["a"], other.version
+    for transition in (
+        lambda: pool.cool(a, 10),
+        lambda: pool.set_cooldown(a, 0),
+        lambda: pool.invalidate(a),
+        lambda: give_token(pool, a),
+        lambda: pool.disable(a),
+        lambda: pool.enable(a),
+        lambda: pool.fail(a, "refused"),
+        lambda: pool.apply([config("a", "gho_new")]),
+    ):
+        version = pool.version
+        transition()
+        assert pool.version == version + 1 and told[-1] == pool.version
+    assert other.version == before
+    give_token(pool, pool.accounts["a"])
+    told.clear()
+    version = pool.version
+    pool.acquire().release()
+    assert told == [version]  # a lease's end tells the listener (a waiter may take the account), no version bump

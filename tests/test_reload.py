@@ -8,12 +8,13 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from copilot_pool.accounts import load_accounts_file, signature
-from copilot_pool.clock import FakeClock
-from copilot_pool.service import PoolService
-from copilot_pool.watch import FileWatcher
+from copilot_pool.core.model import signature
+from copilot_pool.core.pool import PoolChanges
+from copilot_pool.runtime.accounts_file import load_accounts_file
+from copilot_pool.runtime.clock import FakeClock
+from copilot_pool.runtime.watch import FileWatcher
 from helpers import config
-from test_tokens import ScriptedExchange
+from test_tokens import ScriptedExchange, service_with
 
 
 def test_signature_is_stable_under_reordering_and_formatting(tmp_path):
@@ -30,8 +31,12 @@ def test_signature_is_stable_under_reordering_and_formatting(tmp_path):
 
 def test_signature_changes_with_every_relevant_field():
     base = config("a")
-    variants = [replace(base, name="b"), replace(base, github_token="gho_other"), replace(base, account_type="business"),
-                replace(base, enabled=False)]
+    variants = [
+        replace(base, name="b"),
+        replace(base, github_token="gho_other"),
+        replace(base, account_type="business"),
+        replace(base, enabled=False),
+    ]
     signatures = {signature([base])} | {signature([v]) for v in variants}
     assert len(signatures) == 1 + len(variants)
     assert signature([base]) != signature([base, config("c")]) != signature([])
@@ -44,12 +49,12 @@ def test_signature_holds_no_token():
 async def test_same_account_set_is_a_no_op():
     clock = FakeClock()
     exchange = ScriptedExchange(clock)
-    service = PoolService(exchange, clock)
+    service = service_with(exchange, clock)
     service.start()
     service.apply([config("a")])
     await asyncio.sleep(0.01)
     assert exchange.calls == 1
-    assert not service.apply([config("a")])
+    assert service.apply([config("a")]) == PoolChanges()
     await asyncio.sleep(0.01)
     assert exchange.calls == 1
     service.apply([config("a", "gho_changed")])

@@ -4,30 +4,26 @@ import asyncio
 from collections import Counter
 
 import pytest
+from copilot_pool.core.affinity import Affinity, conversation_key
+from copilot_pool.core.pool import NoAccount, Unavailable
+from copilot_pool.core.quota import Quota
+from copilot_pool.runtime.clock import FakeClock
+from copilot_pool.runtime.waiting import WaitQueue
+from helpers import config, give_token, pool_of
 
-from copilot_pool.affinity import Affinity, conversation_key
-from copilot_pool.clock import FakeClock
-from copilot_pool.pool import NoAccountAvailable, Pool
-from copilot_pool.quota import Quota
-from copilot_pool.waiting import WaitQueue
-from helpers import config, give_token
 
-
-def pool_of(*configs, strategy="least-busy", clock=None):
-    clock = clock or FakeClock()
-    pool = Pool(strategy, clock)
-    pool.apply(configs)
-    for account in pool.accounts.values():
-        give_token(account, clock)
-    return pool
+def queue_for(pool):
+    queue = WaitQueue(pool, pool.clock)
+    pool.listener = queue.serve
+    return queue
 
 
 def test_lower_tier_only_when_every_higher_tier_account_is_unavailable():
     clock = FakeClock()
     pool = pool_of(config("main1"), config("main2"), config("backup", priority=1), clock=clock)
     assert {pool.acquire().account.name for _ in range(20)} == {"main1", "main2"}
-    pool.mark_cooldown(pool.accounts["main1"], 30)
-    pool.accounts["main2"].token = None
+    pool.cool(pool.accounts["main1"], 30)
+    pool.invalidate(pool.accounts["main2"])
     lease = pool.acquire()
     assert lease.account.name == "backup" and "tier 1" in lease.reason
     clock.advance(31)
@@ -38,9 +34,9 @@ def test_max_concurrency_caps_in_flight_and_then_429_busy():
     pool = pool_of(config("a", max_concurrency=2), config("b", max_concurrency=1))
     leases = [pool.acquire() for _ in range(3)]
     assert Counter(lease.account.name for lease in leases) == {"a": 2, "b": 1}
-    with pytest.raises(NoAccountAvailable) as e:
+    with pytest.raises(NoAccount) as e:
         pool.acquire()
-    assert (e.value.status, e.value.code, e.value.waitable) == (429, "pool_all_busy", True)
+    assert e.value.reason is Unavailable.BUSY and e.value.waitable
     leases[0].release()
     assert pool.acquire().account is leases[0].account
 
@@ -49,9 +45,9 @@ def test_exclude_and_attempts_exhausted():
     pool = pool_of(config("a"), config("b"))
     a, b = pool.accounts["a"], pool.accounts["b"]
     assert pool.acquire(exclude=[a]).account is b
-    with pytest.raises(NoAccountAvailable) as e:
+    with pytest.raises(NoAccount) as e:
         pool.acquire(exclude=[a, b])
-    assert (e.value.status, e.value.code) == (502, "pool_attempts_exhausted")
+    assert e.value.reason is Unavailable.EXHAUSTED and not e.value.waitable
 
 
 def test_prefer_wins_while_usable_and_yields_when_cooling():
@@ -59,7 +55,7 @@ def test_prefer_wins_while_usable_and_yields_when_cooling():
     for _ in range(10):
         lease = pool.acquire(prefer="b")
         assert lease.account.name == "b" and lease.reason.startswith("affinity")
-    pool.mark_cooldown(pool.accounts["b"], 10)
+    pool.cool(pool.accounts["b"], 10)
     assert pool.acquire(prefer="b").account.name != "b"
     assert pool.acquire(prefer="gone").account.name in {"a", "c"}
 
@@ -67,10 +63,10 @@ def test_prefer_wins_while_usable_and_yields_when_cooling():
 def test_all_cooling_reports_precise_recovery():
     clock = FakeClock()
     pool = pool_of(config("a"), clock=clock)
-    pool.mark_cooldown(pool.accounts["a"], 2.5)
-    with pytest.raises(NoAccountAvailable) as e:
+    pool.cool(pool.accounts["a"], 2.5)
+    with pytest.raises(NoAccount) as e:
         pool.acquire()
-    assert e.value.recovers_in == pytest.approx(2.5) and e.value.retry_after == 3 and e.value.waitable
+    assert e.value.recovers_in == pytest.approx(2.5) and e.value.reason is Unavailable.COOLING and e.value.waitable
 
 
 def test_weighted_strategy_gives_each_account_its_share_interleaved():
@@ -91,11 +87,10 @@ def test_least_busy_counts_in_flight_per_weight():
 
 def test_quota_strategy_prefers_most_remaining_and_learns_unknown():
     pool = pool_of(config("a"), config("b"), config("c"), strategy="quota")
-    pool.accounts["a"].quota = Quota(300, 10.0, False, None, 0)
-    pool.accounts["b"].quota = Quota(300, 90.0, False, None, 0)
-    pool.accounts["c"].quota = None
+    pool.quota_seen(pool.accounts["a"], Quota(300, 10.0, False, None, 0))
+    pool.quota_seen(pool.accounts["b"], Quota(300, 90.0, False, None, 0))
     assert pool.acquire().account.name == "c"  # unknown: ask it once, its answer tells
-    pool.accounts["c"].quota = Quota(300, 50.0, False, None, 0)
+    pool.quota_seen(pool.accounts["c"], Quota(300, 50.0, False, None, 0))
     assert {pool.acquire().account.name for _ in range(5)} == {"b"}
 
 
@@ -128,9 +123,8 @@ async def settle():
 async def test_waiters_are_served_in_arrival_order_when_a_cooldown_ends():
     clock = FakeClock()
     pool = pool_of(config("a", max_concurrency=1), clock=clock)
-    queue = WaitQueue(pool)
-    pool.on_release = queue.wake
-    pool.mark_cooldown(pool.accounts["a"], 5)
+    queue = queue_for(pool)
+    pool.cool(pool.accounts["a"], 5)
     order = []
 
     async def client(i):
@@ -153,27 +147,27 @@ async def test_waiters_are_served_in_arrival_order_when_a_cooldown_ends():
 async def test_no_wait_when_recovery_is_beyond_max_wait_or_waiting_is_off():
     clock = FakeClock()
     pool = pool_of(config("a"), clock=clock)
-    queue = WaitQueue(pool)
-    pool.mark_cooldown(pool.accounts["a"], 100)
-    with pytest.raises(NoAccountAvailable) as e:
+    queue = queue_for(pool)
+    pool.cool(pool.accounts["a"], 100)
+    with pytest.raises(NoAccount) as e:
         await queue.acquire(30)
-    assert e.value.code == "pool_all_cooling"
-    pool.accounts["a"].cooldown_until = clock.now() + 1
-    with pytest.raises(NoAccountAvailable):
+    assert e.value.reason is Unavailable.COOLING
+    pool.set_cooldown(pool.accounts["a"], 1)
+    with pytest.raises(NoAccount):
         await queue.acquire(0)
 
 
 async def test_waiter_gives_up_at_its_deadline():
     clock = FakeClock()
     pool = pool_of(config("a", max_concurrency=1), clock=clock)
-    queue = WaitQueue(pool)
+    queue = queue_for(pool)
     held = pool.acquire()
     waiter = asyncio.create_task(queue.acquire(3))
     await settle()
     clock.advance(3.1)
-    with pytest.raises(NoAccountAvailable) as e:
+    with pytest.raises(NoAccount) as e:
         await asyncio.wait_for(waiter, 5)
-    assert e.value.code == "pool_all_busy"
+    assert e.value.reason is Unavailable.BUSY
     held.release()
     assert pool.accounts["a"].in_flight == 0
 
@@ -181,8 +175,7 @@ async def test_waiter_gives_up_at_its_deadline():
 async def test_cancelled_waiter_leaves_nothing_behind():
     clock = FakeClock()
     pool = pool_of(config("a", max_concurrency=1), clock=clock)
-    queue = WaitQueue(pool)
-    pool.on_release = queue.wake
+    queue = queue_for(pool)
     held = pool.acquire()
     first = asyncio.create_task(queue.acquire(30))
     second = asyncio.create_task(queue.acquire(30))
@@ -194,3 +187,17 @@ async def test_cancelled_waiter_leaves_nothing_behind():
     lease.release()
     queue.close()
     assert pool.accounts["a"].in_flight == 0
+
+
+async def test_a_waiter_is_served_the_moment_a_token_arrives():
+    """No poll: the token's arrival is a pool transition, which tells the wait queue at once."""
+    clock = FakeClock()
+    pool = pool_of(config("a"), clock=clock)
+    queue = queue_for(pool)
+    pool.invalidate(pool.accounts["a"])  # a 401: no token until the new exchange ends
+    waiter = asyncio.create_task(queue.acquire(30))
+    await settle()
+    assert not waiter.done() and len(queue) == 1
+    give_token(pool, pool.accounts["a"])  # the clock has not moved
+    lease, waited = await asyncio.wait_for(waiter, 1)
+    assert lease.account.name == "a" and waited == 0 and len(queue) == 0

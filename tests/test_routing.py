@@ -1,14 +1,20 @@
 import pytest
-
-from copilot_pool.routing import Route, route_for, sends_github_token
+from copilot_pool.core.routing import Route, route_for, sends_github_token
 
 API = "api.individual.githubcopilot.com"
 
 
 @pytest.mark.parametrize(
     "method,path",
-    [("POST", "/chat/completions"), ("POST", "/v1/chat/completions"), ("POST", "/responses"),
-     ("POST", "/v1/messages"), ("POST", "/embeddings"), ("GET", "/models"), ("POST", "/chat/completions?x=1")],
+    [
+        ("POST", "/chat/completions"),
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/responses"),
+        ("POST", "/v1/messages"),
+        ("POST", "/embeddings"),
+        ("GET", "/models"),
+        ("POST", "/chat/completions?x=1"),
+    ],
 )
 def test_inference_paths_are_pooled(method, path):
     assert route_for("https", API, API, method, path) is Route.API
@@ -33,8 +39,15 @@ def test_everything_else_passes_through(scheme, host, host_header, method, path)
 
 
 def test_code_completions_on_proxy_host():
-    assert route_for("https", "copilot-proxy.githubusercontent.com", None, "POST", "/v1/engines/gpt-4o-copilot/completions") is Route.PROXY
-    assert route_for("https", "copilot-proxy.githubusercontent.com", None, "POST", "/v1/engines/x/../completions") is None
+    assert (
+        route_for(
+            "https", "copilot-proxy.githubusercontent.com", None, "POST", "/v1/engines/gpt-4o-copilot/completions"
+        )
+        is Route.PROXY
+    )
+    assert (
+        route_for("https", "copilot-proxy.githubusercontent.com", None, "POST", "/v1/engines/x/../completions") is None
+    )
 
 
 def test_host_header_with_port_is_the_same_host():

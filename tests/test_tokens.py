@@ -1,12 +1,19 @@
 import asyncio
 
 import pytest
-
-from copilot_pool.clock import FakeClock
-from copilot_pool.pool import State
-from copilot_pool.service import PoolService, UnknownAccount
-from copilot_pool.tokens import ExchangeError, Exchanged, parse_exchange_response
+from copilot_pool.core.exchange import Exchanged, ExchangeError, parse_exchange_response
+from copilot_pool.core.model import State
+from copilot_pool.runtime.clock import FakeClock
+from copilot_pool.runtime.service import PoolService, UnknownAccount
 from helpers import config
+
+
+async def no_user(config):
+    raise ValueError("no quota in these tests")
+
+
+def service_with(exchange, clock):
+    return PoolService(exchange, no_user, clock)
 
 
 class ScriptedExchange:
@@ -27,7 +34,14 @@ class ScriptedExchange:
             result = self.results.pop(0) if self.results else "ok"
             if isinstance(result, Exception):
                 raise result
-            return Exchanged(f"tid={cfg.name}-{self.calls}", self.refresh_in, self.clock.wall() + 1800, "https://api.x", "https://proxy.x", "sku_x")
+            return Exchanged(
+                f"tid={cfg.name}-{self.calls}",
+                self.refresh_in,
+                self.clock.wall() + 1800,
+                "https://api.x",
+                "https://proxy.x",
+                "sku_x",
+            )
         finally:
             self.in_flight[cfg.name] -= 1
 
@@ -41,7 +55,7 @@ def permanent():
 
 
 async def started(exchange, *names, clock):
-    service = PoolService(exchange, clock)
+    service = service_with(exchange, clock)
     service.apply([config(n) for n in names])
     service.start()
     await asyncio.sleep(0.01)
@@ -67,7 +81,7 @@ async def test_each_account_gets_its_own_token_and_loop():
 async def test_loop_refreshes_before_expiry():
     clock = FakeClock()
     exchange = ScriptedExchange(clock)
-    service = PoolService(exchange, clock)
+    service = service_with(exchange, clock)
     service.apply([config("a")])
     account = service.pool.accounts["a"]
     service.start()
@@ -103,7 +117,7 @@ async def test_loop_retries_with_backoff_before_the_token_runs_out():
 async def test_failed_refresh_keeps_working_token_and_retries():
     clock = FakeClock()
     exchange = ScriptedExchange(clock, "ok", transient(), transient(), "ok")
-    service = PoolService(exchange, clock)
+    service = service_with(exchange, clock)
     service.apply([config("a")])
     account = service.pool.accounts["a"]
     assert await service.keeper.refresh(account)
@@ -128,20 +142,22 @@ async def test_permanent_failure_marks_failed_and_stops_loop():
 async def test_fifty_concurrent_triggers_one_exchange_at_a_time_and_lock_map_empties():
     clock = FakeClock()
     exchange = ScriptedExchange(clock, delay=0.005)
-    service = PoolService(exchange, clock)
+    service = service_with(exchange, clock)
     service.apply([config("a"), config("b")])
     a, b = service.pool.accounts["a"], service.pool.accounts["b"]
-    results = await asyncio.gather(*[service.keeper.refresh(a, invalidate=True) for _ in range(50)], service.keeper.refresh(b))
+    results = await asyncio.gather(
+        *[service.keeper.refresh(a, invalidate=True) for _ in range(50)], service.keeper.refresh(b)
+    )
     assert all(results)
     assert exchange.max_in_flight == {"a": 1, "b": 1}  # never two exchanges in flight for one account
     assert exchange.calls < 10  # waiting triggers reuse the exchange that finished while they waited
-    assert service.keeper._locks == {} and service.keeper.exchanges_in_flight == {}
+    assert service.keeper._locks == {}
 
 
 async def test_invalidate_takes_account_out_until_new_token():
     clock = FakeClock()
     exchange = ScriptedExchange(clock, "ok", delay=0.01)
-    service = PoolService(exchange, clock)
+    service = service_with(exchange, clock)
     service.apply([config("a")])
     account = service.pool.accounts["a"]
     await service.keeper.refresh(account)
@@ -175,13 +191,15 @@ async def test_removed_account_loop_stops():
 
 
 async def test_unknown_account_is_named():
-    service = PoolService(ScriptedExchange(FakeClock()), FakeClock())
+    service = service_with(ScriptedExchange(FakeClock()), FakeClock())
     with pytest.raises(UnknownAccount, match="'nobody'"):
         await service.refresh("nobody")
 
 
 def test_parse_exchange_response_classifies():
-    ok = parse_exchange_response(200, b'{"token":"t","expires_at":2,"refresh_in":3,"endpoints":{"api":"https://a"},"sku":"s"}', "individual")
+    ok = parse_exchange_response(
+        200, b'{"token":"t","expires_at":2,"refresh_in":3,"endpoints":{"api":"https://a"},"sku":"s"}', "individual"
+    )
     assert (ok.token, ok.api_endpoint, ok.proxy_endpoint, ok.sku) == ("t", "https://a", "https://a", "s")
     fallback = parse_exchange_response(200, b'{"token":"t","expires_at":2}', "business")
     assert fallback.api_endpoint == "https://api.business.githubcopilot.com"
@@ -207,7 +225,7 @@ async def test_a_stuck_exchange_does_not_block_other_accounts():
             await release_a.wait()
         return await fast(cfg)
 
-    service = PoolService(exchange, clock)
+    service = service_with(exchange, clock)
     service.apply([config("a"), config("b")])
     stuck = asyncio.create_task(service.keeper.refresh(service.pool.accounts["a"]))
     await asyncio.sleep(0)

@@ -1,4 +1,4 @@
-"""What operators see: a status snapshot of the pool, as JSON, as an HTML page and as Prometheus metrics.
+"""What operators see: a status snapshot of the pool, as JSON, an HTML page, Prometheus metrics and command lines.
 
 The snapshot is built field by field from the pool's state and never holds a token; each rendering is
 passed through `redact` as well, so even a token-shaped failure reason cannot reach a page.
@@ -12,10 +12,10 @@ import logging
 import math
 from collections import deque
 
-from .pool import Account, State
-from .quota import Quota
+from ..core.model import Account, State
+from ..core.pool import Pool
+from ..core.quota import Quota
 from .redact import redact
-from .service import PoolService
 from .statelog import local_time
 
 
@@ -27,16 +27,22 @@ class RecentEvents(logging.Handler):
         self.events: deque[dict] = deque(maxlen=size)
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.events.append({"time": local_time(record.created), "level": record.levelname.lower(), "message": redact(record.getMessage())})
+        self.events.append(
+            {
+                "time": local_time(record.created),
+                "level": record.levelname.lower(),
+                "message": redact(record.getMessage()),
+            }
+        )
 
 
-def snapshot(service: PoolService, events: RecentEvents, passthrough: bool) -> dict:
-    now, wall = service.clock.now(), service.clock.wall()
+def snapshot(pool: Pool, events: RecentEvents, passthrough: bool) -> dict:
+    now, wall = pool.clock.now(), pool.clock.wall()
     return {
         "generated_at": local_time(wall),
-        "strategy": service.pool.strategy.name,
+        "strategy": pool.strategy.name,
         "passthrough": passthrough,
-        "accounts": [_account(a, now, wall) for a in service.pool.accounts.values()],
+        "accounts": [_account(a, now, wall) for a in pool.accounts.values()],
         "events": list(events.events),
     }
 
@@ -85,13 +91,37 @@ def render_json(snap: dict) -> str:
 METRICS = [
     # name, type, help, value of one account's snapshot
     ("copilot_pool_account_in_flight", "gauge", "Requests in flight on the account.", lambda a: a["in_flight"]),
-    ("copilot_pool_account_requests_total", "counter", "Requests the account served with a 2xx.", lambda a: a["served"]),
+    (
+        "copilot_pool_account_requests_total",
+        "counter",
+        "Requests the account served with a 2xx.",
+        lambda a: a["served"],
+    ),
     ("copilot_pool_account_rate_limited_total", "counter", "429 answers the account got.", lambda a: a["rate_limited"]),
-    ("copilot_pool_account_failures_total", "counter", "Token exchange failures of the account.", lambda a: a["failures"]),
-    ("copilot_pool_account_cooldown_seconds", "gauge", "Seconds until the account's cooldown ends.", lambda a: a["cooldown_remaining_s"]),
-    ("copilot_pool_account_token_expiry_seconds", "gauge", "Seconds until the account's Copilot token expires.", lambda a: a["token_expires_in_s"]),
-    ("copilot_pool_account_premium_remaining_percent", "gauge", "Premium quota left, from the last x-quota-snapshot header.",
-     lambda a: a["quota"]["remaining_percent"] if a["quota"] else None),
+    (
+        "copilot_pool_account_failures_total",
+        "counter",
+        "Token exchange failures of the account.",
+        lambda a: a["failures"],
+    ),
+    (
+        "copilot_pool_account_cooldown_seconds",
+        "gauge",
+        "Seconds until the account's cooldown ends.",
+        lambda a: a["cooldown_remaining_s"],
+    ),
+    (
+        "copilot_pool_account_token_expiry_seconds",
+        "gauge",
+        "Seconds until the account's Copilot token expires.",
+        lambda a: a["token_expires_in_s"],
+    ),
+    (
+        "copilot_pool_account_premium_remaining_percent",
+        "gauge",
+        "Premium quota left, from the last x-quota-snapshot header.",
+        lambda a: a["quota"]["remaining_percent"] if a["quota"] else None,
+    ),
 ]
 
 
@@ -106,7 +136,10 @@ def render_metrics(snap: dict) -> str:
     ]
     for a in accounts:
         for state in State:
-            out.append(f'copilot_pool_account_state{{account="{_label(a["name"])}",state="{state.value}"}} {int(a["state"] == state.value)}')
+            out.append(
+                f'copilot_pool_account_state{{account="{_label(a["name"])}",state="{state.value}"}} '
+                f"{int(a['state'] == state.value)}"
+            )
     for name, kind, help_text, value in METRICS:
         out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         for a in accounts:
@@ -125,9 +158,11 @@ def _label(value: str) -> str:
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1f2328; background: #ffffff; }
 h1 { font-size: 20px; margin: 0 0 4px; } .meta { color: #59636e; margin-bottom: 16px; }
-table { border-collapse: collapse; margin-bottom: 24px; } th, td { padding: 6px 12px; text-align: left; border-bottom: 1px solid #d1d9e0; }
+table { border-collapse: collapse; margin-bottom: 24px; }
+th, td { padding: 6px 12px; text-align: left; border-bottom: 1px solid #d1d9e0; }
 th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.state { display: inline-block; min-width: 72px; padding: 4px 10px; border-radius: 4px; color: #ffffff; font-weight: 600; text-align: center; }
+.state { display: inline-block; min-width: 72px; padding: 4px 10px; border-radius: 4px; color: #ffffff;
+         font-weight: 600; text-align: center; }
 .active { background: #1a7f37; } .cooling { background: #bf8700; } .failed { background: #cf222e; }
 .starting { background: #0969da; } .disabled { background: #6e7781; }
 .events { font: 12px/1.5 ui-monospace, monospace; } .ev-warning { color: #9a6700; } .ev-error { color: #cf222e; }
@@ -136,15 +171,19 @@ th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: ta
 
 def render_html(snap: dict) -> str:
     rows = "".join(_row(a) for a in snap["accounts"]) or '<tr><td colspan="10">no accounts</td></tr>'
-    events = "".join(
-        f'<li class="ev-{_e(e["level"])}">{_e(e["time"])} {_e(e["message"])}</li>' for e in reversed(snap["events"])
-    ) or "<li>none yet</li>"
+    events = (
+        "".join(
+            f'<li class="ev-{_e(e["level"])}">{_e(e["time"])} {_e(e["message"])}</li>' for e in reversed(snap["events"])
+        )
+        or "<li>none yet</li>"
+    )
     mode = " &middot; no accounts configured: all traffic passes through" if snap["passthrough"] else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
 <title>copilot-pool status</title><style>{STYLE}</style></head>
 <body><h1>copilot-pool</h1>
-<div class="meta">{_e(snap["generated_at"])} &middot; strategy {_e(snap["strategy"])} &middot; {len(snap["accounts"])} account(s){mode}
+<div class="meta">{_e(snap["generated_at"])} &middot; strategy {_e(snap["strategy"])}
+&middot; {len(snap["accounts"])} account(s){mode}
 &middot; <a href="/status.json">status.json</a> &middot; <a href="/metrics">metrics</a></div>
 <table><thead><tr><th>account</th><th>state</th><th>in flight</th><th>cooldown left</th><th>token expires in</th>
 <th>sku</th><th>premium quota</th><th>requests</th><th>429s</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>
@@ -155,18 +194,18 @@ def render_html(snap: dict) -> str:
 
 def _row(a: dict) -> str:
     quota = a["quota"]
-    quota_text = f'{quota["remaining_percent"]:g}% of {quota["entitlement"]}' if quota else "-"
+    quota_text = f"{quota['remaining_percent']:g}% of {quota['entitlement']}" if quota else "-"
     cells = [
-        f'<td>{_e(a["name"])}</td>',
+        f"<td>{_e(a['name'])}</td>",
         f'<td><span class="state {_e(a["state"])}">{_e(a["state"])}</span></td>',
         f'<td class="num">{a["in_flight"]}</td>',
         f'<td class="num">{_duration(a["cooldown_remaining_s"])}</td>',
         f'<td class="num">{_duration(a["token_expires_in_s"])}</td>',
-        f'<td>{_e(a["sku"] or "-")}</td>',
+        f"<td>{_e(a['sku'] or '-')}</td>",
         f"<td>{_e(quota_text)}</td>",
         f'<td class="num">{a["served"]}</td>',
         f'<td class="num">{a["rate_limited"]}</td>',
-        f'<td>{_e(a["last_failure"] or "")}</td>',
+        f"<td>{_e(a['last_failure'] or '')}</td>",
     ]
     return f'<tr id="account-{_e(a["name"])}">{"".join(cells)}</tr>'
 
@@ -183,3 +222,38 @@ def _duration(seconds: int | None) -> str:
 
 def _e(value: object) -> str:
     return html.escape(str(value))
+
+
+# -- pool.status: one line per account --------------------------------------------------------------
+
+
+def command_lines(pool: Pool) -> list[str]:
+    now = pool.clock.now()
+    if not pool.accounts:
+        return ["pool: no accounts"]
+    lines = []
+    for a in pool.accounts.values():
+        state = a.state(now)
+        fields = [
+            f"{a.name}",
+            f"state={state.value}",
+            f"in_flight={a.in_flight}",
+            f"last_used={_ago(now, a.last_used)}",
+            f"cooldown={_seconds(a.cooldown_until - now)}",
+            f"token_expires={_seconds(a.token.expires_at - now) if a.token else '-'}",
+            f"served={a.served}",
+            f"429s={a.rate_limited}",
+            f"quota={a.quota.describe() if a.quota else '?'}",
+        ]
+        if a.last_failure and state in (State.FAILED, State.STARTING):
+            fields.append(f"reason={a.last_failure!r}")
+        lines.append(redact(" ".join(fields)))
+    return lines
+
+
+def _seconds(value: float) -> str:
+    return f"{math.ceil(value)}s" if value > 0 else "-"
+
+
+def _ago(now: float, then: float) -> str:
+    return "never" if then == -math.inf else f"{now - then:.0f}s ago"

@@ -7,7 +7,9 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 
-log = logging.getLogger("copilot_pool")
+from .. import LOGGER_NAME
+
+log = logging.getLogger(LOGGER_NAME)
 
 
 def start(coro: Coroutine, name: str) -> asyncio.Task:

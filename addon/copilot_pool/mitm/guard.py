@@ -11,10 +11,10 @@ import logging
 import os
 import stat
 
-from mitmproxy import ctx, exceptions
+from mitmproxy import exceptions
 from mitmproxy.proxy.mode_specs import ProxyMode
 
-from .redact import LOGGER_NAME
+from .. import LOGGER_NAME
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -45,7 +45,11 @@ def exposure_problem(modes: list[str], listen_host: str, proxyauth: bool) -> str
         if is_loopback(host) or (proxyauth and mode.type_name in AUTHENTICATED_MODES):
             continue
         where = host or "every interface"
-        why = "without proxyauth" if mode.type_name in AUTHENTICATED_MODES else f"in {mode.type_name} mode, where proxyauth cannot protect it"
+        why = (
+            "without proxyauth"
+            if mode.type_name in AUTHENTICATED_MODES
+            else f"in {mode.type_name} mode, where proxyauth cannot protect it"
+        )
         return (
             f"pool: refusing to run: mode {spec!r} listens on {where} {why}, so anyone who reaches that port spends "
             "the pool's Copilot accounts. Listen on loopback (--set listen_host=127.0.0.1), require proxy credentials "
@@ -64,27 +68,19 @@ def readable_by_others(path: str) -> int | None:
 
 
 class Guard:
-    def __init__(self) -> None:
-        self.is_running = False
-
-    def load(self, loader) -> None:
-        loader.add_option("pool_allow_open_proxy", bool, False, "Run even when listening on a non-loopback address without proxyauth.")
-
-    def configure(self, updated: set[str]) -> None:
-        opts = ctx.options
-        if updated & WATCHED and not opts.pool_allow_open_proxy:
-            problem = exposure_problem(list(opts.mode), opts.listen_host, bool(opts.proxyauth))
-            if problem and self.is_running:
+    def check(self, options, updated: set[str], running: bool) -> None:
+        """At start-up an exposure is logged as an error, which makes mitmproxy exit before it listens; at run
+        time it is raised, so mitmproxy rolls the change back."""
+        if updated & WATCHED and not options.pool_allow_open_proxy:
+            problem = exposure_problem(list(options.mode), options.listen_host, bool(options.proxyauth))
+            if problem and running:
                 raise exceptions.OptionsError(problem)
             if problem:
-                log.error(problem)  # at start-up an error log makes mitmproxy exit before it listens
-        if "pool_accounts" in updated and opts.pool_accounts:
-            mode = readable_by_others(opts.pool_accounts)
+                log.error(problem)
+        if "pool_accounts" in updated and options.pool_accounts:
+            mode = readable_by_others(options.pool_accounts)
             if mode is not None:
                 log.warning(
-                    f"pool: accounts file {opts.pool_accounts} is readable by group or others (mode {mode:04o}); "
-                    f"it holds GitHub tokens: chmod 600 {opts.pool_accounts}"
+                    f"pool: accounts file {options.pool_accounts} is readable by group or others (mode {mode:04o}); "
+                    f"it holds GitHub tokens: chmod 600 {options.pool_accounts}"
                 )
-
-    def running(self) -> None:
-        self.is_running = True

@@ -12,10 +12,11 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from .. import LOGGER_NAME
 from . import tasks
 from .clock import Clock
 
-log = logging.getLogger("copilot_pool")
+log = logging.getLogger(LOGGER_NAME)
 
 POLL_INTERVAL = 0.5  # changes apply within 2 s: one poll plus the token exchange
 
@@ -36,12 +37,21 @@ def stat_key(paths: Iterable[Path]) -> tuple:
 class FileWatcher:
     """Calls `on_change` whenever the files named by `paths()` look different from the last look."""
 
-    def __init__(self, paths: Callable[[], list[Path]], on_change: Callable[[], None], clock: Clock, interval: float = POLL_INTERVAL) -> None:
+    def __init__(
+        self,
+        paths: Callable[[], list[Path]],
+        on_change: Callable[[], None],
+        clock: Clock,
+        interval: float = POLL_INTERVAL,
+    ) -> None:
         self.paths = paths
         self.on_change = on_change
         self.clock = clock
         self.interval = interval
         self._last = stat_key(paths())
+
+    def start(self) -> asyncio.Task:
+        return tasks.start(self.run(), "copilot-pool accounts watcher")
 
     async def run(self) -> None:
         while True:
@@ -60,7 +70,3 @@ class FileWatcher:
         except Exception:  # one bad change must not end the watch
             log.exception("pool: applying the accounts file change failed")
         return True
-
-
-def start(watcher: FileWatcher) -> asyncio.Task:
-    return tasks.start(watcher.run(), "copilot-pool accounts watcher")

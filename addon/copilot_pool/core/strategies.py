@@ -10,10 +10,9 @@ import math
 import random
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .pool import Account
+from .model import Account
 
 
 class Ready:
@@ -37,7 +36,7 @@ class Ready:
             self.by_recency.move_to_end(account.name)
 
 
-Eligible = Callable[["Account"], bool]  # room under max_concurrency, not already tried by this request
+Eligible = Callable[[Account], bool]  # room under max_concurrency, not already tried by this request
 
 
 class Strategy(Protocol):
@@ -100,7 +99,10 @@ class MostQuota:
         best, best_key = None, None
         for account in ready.by_recency.values():
             if eligible(account):
-                key = (-(account.quota.remaining if account.quota else math.inf), account.in_flight / account.config.weight)
+                key = (
+                    -(account.quota.remaining if account.quota else math.inf),
+                    account.in_flight / account.config.weight,
+                )
                 if best_key is None or key < best_key:
                     best, best_key = account, key
         return best

@@ -2,18 +2,19 @@
 
 `http://copilot-pool/` (HTML), `/status.json`, `/metrics` (Prometheus text format), through the proxy.
 The request is answered in the `request` hook, so it never leaves mitmproxy; with `proxyauth` set, mitmproxy
-asks for proxy credentials first. Also keeps each account's premium quota from the answers it sees.
+asks for proxy credentials first.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from mitmproxy import http
 
-from .addon import CopilotPool
-from .redact import LOGGER_NAME
-from .status import RecentEvents, render_html, render_json, render_metrics, snapshot
+from .. import LOGGER_NAME
+from ..core.pool import Pool
+from ..observe.status import RecentEvents, render_html, render_json, render_metrics, snapshot
 
 STATUS_HOST = "copilot-pool"
 PAGES = {
@@ -24,26 +25,33 @@ PAGES = {
 
 
 class StatusPage:
-    def __init__(self, pool: CopilotPool) -> None:
+    def __init__(self, pool: Pool, passthrough: Callable[[], bool]) -> None:
         self.pool = pool
+        self.passthrough = passthrough
         self.events = RecentEvents()
 
-    def load(self, loader) -> None:
+    def attach(self) -> None:
         logging.getLogger(LOGGER_NAME).addHandler(self.events)
 
-    def done(self) -> None:
+    def detach(self) -> None:
         logging.getLogger(LOGGER_NAME).removeHandler(self.events)
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or STATUS_HOST not in (flow.request.host, flow.request.pretty_host):
-            return  # proxyauth may have answered 407 already
+    def answer(self, flow: http.HTTPFlow) -> bool:
+        """Answer the flow when it asks for the status host; False for every other flow."""
+        if STATUS_HOST not in (flow.request.host, flow.request.pretty_host):
+            return False
         page = PAGES.get(flow.request.path.split("?", 1)[0])
         if flow.request.method not in ("GET", "HEAD"):
             flow.response = http.Response.make(405, b"GET only\n", {"content-type": "text/plain", "allow": "GET, HEAD"})
         elif page is None:
-            flow.response = http.Response.make(404, b"not found: try /, /status.json or /metrics\n", {"content-type": "text/plain"})
+            flow.response = http.Response.make(
+                404, b"not found: try /, /status.json or /metrics\n", {"content-type": "text/plain"}
+            )
         else:
             render, content_type = page
-            snap = snapshot(self.pool.service, self.events, self.pool.passthrough)
-            flow.response = http.Response.make(200, render(snap), {"content-type": content_type, "cache-control": "no-store"})
+            snap = snapshot(self.pool, self.events, self.passthrough())
+            flow.response = http.Response.make(
+                200, render(snap), {"content-type": content_type, "cache-control": "no-store"}
+            )
         flow.comment = "copilot-pool status page"
+        return True

@@ -1,19 +1,14 @@
-"""Time, injectable so the pool and the token keeper can be tested without waiting."""
+"""Time, injectable so the runtime can be tested without waiting: the core's clock plus `sleep`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+
+from ..core import clock
 
 
-class Clock(Protocol):
-    def now(self) -> float:
-        """Monotonic seconds: cooldowns, token lifetimes and last-used times are measured on this."""
-
-    def wall(self) -> float:
-        """Epoch seconds: only to turn absolute hints (HTTP-dates, reset epochs) into durations."""
-
+class Clock(clock.Clock):
     async def sleep(self, seconds: float) -> None: ...
 
 

@@ -13,7 +13,8 @@ import math
 from collections import Counter
 from datetime import datetime
 
-from .pool import Pool, State
+from ..core.model import State
+from ..core.pool import Pool
 
 MOVED = 1.0  # seconds: a cooldown end that moves by less is not reported again
 
@@ -40,7 +41,9 @@ class CooldownLog:
             if state is State.COOLING and (until is None or abs(account.cooldown_until - until) >= MOVED):
                 self.reported[account.name] = account.cooldown_until
                 left = account.cooldown_until - now
-                lines.append(f"pool: account {account.name} cooling until {local_time(wall + left)} ({math.ceil(left)}s)")
+                lines.append(
+                    f"pool: account {account.name} cooling until {local_time(wall + left)} ({math.ceil(left)}s)"
+                )
             elif state is not State.COOLING and until is not None:
                 del self.reported[account.name]
                 if state is State.ACTIVE:  # failed or disabled meanwhile: that change has its own line

@@ -1,4 +1,4 @@
-"""The accounts file: parse, validate and resolve secrets into `AccountConfig`s.
+"""Where accounts come from: the accounts file (parsed, validated, secrets resolved) or the legacy single token.
 
 Every error names the file, the account and the field, and never carries a token's value:
 pydantic's own messages embed the offending input, so they are rebuilt here from `loc` and `msg` only.
@@ -6,50 +6,59 @@ pydantic's own messages embed the offending input, so they are rebuilt here from
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from ..core.model import AccountConfig
 
 AccountType = Literal["individual", "business", "enterprise"]
 LEGACY_ACCOUNT_NAME = "default"
 TOKEN_ENV_VARS = ("GH_TOKEN", "GITHUB_TOKEN")
+TOKEN_SOURCES = ("github_token", "github_token_file", "github_token_env")  # exactly one per account
 
 
 class AccountsFileError(ValueError):
     """The accounts file cannot be used; the message is safe to show (it holds no secret)."""
 
 
-@dataclass(frozen=True)
-class AccountConfig:
-    """One account as the pool needs it, with its GitHub token already resolved."""
+class AccountSource(Protocol):
+    """Where the pool's account set comes from, and which files to watch for changes to it."""
 
-    name: str
-    github_token: str = field(repr=False)
-    account_type: str = "individual"
-    enabled: bool = True
-    max_concurrency: int | None = None  # requests in flight at once on this account; None: no limit
-    weight: int = 1  # share of the traffic relative to the other accounts (least-busy, weighted)
-    priority: int = 0  # tier: 0 is tried first; a higher number only when every lower-numbered tier is unavailable
-    token_file: Path | None = field(default=None, compare=False)  # watched for changes; not part of the identity
+    def load(self) -> list[AccountConfig]: ...
+
+    def files(self, configs: list[AccountConfig]) -> list[Path]: ...
 
 
-def signature(configs: list[AccountConfig]) -> str:
-    """A digest of the account set as the pool sees it: independent of order, formatting and where a token
-    came from; changed by every field that matters (those that take part in equality)."""
-    canonical = []
-    for config in sorted(configs, key=lambda c: c.name):
-        entry = {f.name: getattr(config, f.name) for f in fields(config) if f.compare}
-        entry["github_token"] = hashlib.sha256(config.github_token.encode()).hexdigest()
-        canonical.append(entry)
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+class AccountsFile:
+    def __init__(self, path: str) -> None:
+        self.path = Path(path).expanduser()
+
+    def load(self) -> list[AccountConfig]:
+        return load_accounts_file(self.path)
+
+    def files(self, configs: list[AccountConfig]) -> list[Path]:
+        return [self.path, *(Path(c.token_file) for c in configs if c.token_file)]
 
 
-class _AccountEntry(BaseModel):
+class LegacyToken:
+    """No accounts file: one account from GH_TOKEN, GITHUB_TOKEN or the token file (maybe none)."""
+
+    def __init__(self, token_file: str) -> None:
+        self.token_file = token_file
+
+    def load(self) -> list[AccountConfig]:
+        account = legacy_account(self.token_file)
+        return [account] if account else []
+
+    def files(self, configs: list[AccountConfig]) -> list[Path]:
+        return [Path(self.token_file).expanduser()]
+
+
+class AccountEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")]
@@ -63,17 +72,17 @@ class _AccountEntry(BaseModel):
     priority: Annotated[int, Field(ge=0, le=100)] = 0
 
     @model_validator(mode="after")
-    def _one_token_source(self) -> _AccountEntry:
-        sources = [s for s in ("github_token", "github_token_file", "github_token_env") if getattr(self, s)]
+    def _one_token_source(self) -> AccountEntry:
+        sources = [s for s in TOKEN_SOURCES if getattr(self, s)]
         if len(sources) != 1:
-            raise ValueError("set exactly one of github_token, github_token_file, github_token_env")
+            raise ValueError(f"set exactly one of {', '.join(TOKEN_SOURCES)}")
         return self
 
 
-class _AccountsFile(BaseModel):
+class AccountsDocument(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    accounts: list[_AccountEntry]
+    accounts: list[AccountEntry]
 
 
 def load_accounts_file(path: str | Path, environ: dict[str, str] | None = None) -> list[AccountConfig]:
@@ -91,11 +100,15 @@ def parse_accounts(raw: str, path: Path, environ: dict[str, str]) -> list[Accoun
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise AccountsFileError(f"accounts file {path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        raise AccountsFileError(
+            f"accounts file {path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+        ) from None
     try:
-        parsed = _AccountsFile.model_validate(data)
+        parsed = AccountsDocument.model_validate(data)
     except ValidationError as e:
-        raise AccountsFileError(f"accounts file {path}: " + "; ".join(_describe(err, data) for err in e.errors())) from None
+        raise AccountsFileError(
+            f"accounts file {path}: " + "; ".join(_describe(err, data) for err in e.errors())
+        ) from None
 
     seen: set[str] = set()
     configs = []
@@ -114,7 +127,7 @@ def parse_accounts(raw: str, path: Path, environ: dict[str, str]) -> list[Accoun
                 max_concurrency=entry.max_concurrency,
                 weight=entry.weight,
                 priority=entry.priority,
-                token_file=token_file,
+                token_file=str(token_file) if token_file else None,
             )
         )
     return configs
@@ -141,7 +154,7 @@ def _describe(err: Any, data: Any) -> str:
     return f"{where}: {msg}"
 
 
-def _resolve_token(entry: _AccountEntry, path: Path, environ: dict[str, str], where: str) -> tuple[str, Path | None]:
+def _resolve_token(entry: AccountEntry, path: Path, environ: dict[str, str], where: str) -> tuple[str, Path | None]:
     token_path = None
     if entry.github_token is not None:
         token, source = entry.github_token, "github_token"
@@ -150,7 +163,8 @@ def _resolve_token(entry: _AccountEntry, path: Path, environ: dict[str, str], wh
         token = environ.get(entry.github_token_env, "")
         if not token.strip():
             raise AccountsFileError(
-                f"accounts file {path}: {where}: field {source!r}: environment variable {entry.github_token_env} is not set"
+                f"accounts file {path}: {where}: field {source!r}: "
+                f"environment variable {entry.github_token_env} is not set"
             )
     else:
         source = "github_token_file"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import re
 
-LOGGER_NAME = "copilot_pool"  # every module of the addon logs here (tests/test_architecture.py checks it)
+from .. import LOGGER_NAME
+
 _TOKEN = re.compile(r"\b(gho_|ghu_|ghp_|ghs_|ghr_|github_pat_)[A-Za-z0-9_]+|\btid=[^\s\"'<>,]+")
 
 

@@ -10,11 +10,8 @@ import json
 import os
 from pathlib import Path
 
+from copilot_pool.runtime.accounts_file import TOKEN_SOURCES, AccountEntry, AccountsFileError
 from pydantic import ValidationError
-
-from .accounts import AccountsFileError, _AccountEntry
-
-TOKEN_SOURCES = ("github_token", "github_token_file", "github_token_env")
 
 
 def upsert_account(path: str | Path, name: str, github_token: str, account_type: str | None = None) -> str:
@@ -24,7 +21,7 @@ def upsert_account(path: str | Path, name: str, github_token: str, account_type:
     accounts = document["accounts"]
     entry = {"name": name, "github_token": github_token, **({"account_type": account_type} if account_type else {})}
     try:
-        _AccountEntry.model_validate(entry)
+        AccountEntry.model_validate(entry)
     except ValidationError as e:
         fields = ", ".join(".".join(str(p) for p in err["loc"]) or "entry" for err in e.errors())
         raise AccountsFileError(f"accounts file {path}: account {name!r}: invalid {fields}") from None
@@ -53,7 +50,9 @@ def _read(path: Path) -> dict:
     try:
         document = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise AccountsFileError(f"accounts file {path}: not valid JSON ({e.msg} at line {e.lineno}); left as it is") from None
+        raise AccountsFileError(
+            f"accounts file {path}: not valid JSON ({e.msg} at line {e.lineno}); left as it is"
+        ) from None
     if not isinstance(document, dict) or not isinstance(document.get("accounts"), list):
         raise AccountsFileError(f"accounts file {path}: expected an object with an 'accounts' list; left as it is")
     return document

@@ -16,13 +16,13 @@ One table (mirrored in README.md), decided before anything acts on an answer:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .cooldown import retry_after_seconds
+from .parse import json_object
 from .quota import from_headers
+from .retry_after import retry_after_seconds
 
 QUOTA_CODES = frozenset({"quota_exceeded", "free_quota_exceeded", "overage_limit_reached"})
 CALLER_ERRORS = frozenset({400, 413, 422, 466})
@@ -55,7 +55,9 @@ class Verdict:
         return what if self.outcome in (Outcome.OK, Outcome.OTHER) else f"{what} ({self.outcome})"
 
 
-def classify(status: int, headers: Mapping[str, str], body: bytes | None, wall_now: float, default_cooldown: float) -> Verdict:
+def classify(
+    status: int, headers: Mapping[str, str], body: bytes | None, wall_now: float, default_cooldown: float
+) -> Verdict:
     """Classify one upstream answer. `body` may be None or empty (a streamed answer)."""
     if status < 400:
         return Verdict(Outcome.OK, status)
@@ -91,12 +93,7 @@ def _error_code(body: bytes | None) -> str | None:
     """`error.code` or `code` of a JSON error body."""
     if not body or len(body) > MAX_BODY_SNIFF:
         return None
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict):
-        return None
+    data = json_object(body)
     error = data.get("error")
     code = error.get("code") if isinstance(error, dict) else data.get("code")
     return code if isinstance(code, str) else None

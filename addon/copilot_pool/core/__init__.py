@@ -1,0 +1,1 @@
+"""The pure core: synchronous, no I/O. Time comes in through `Clock`."""

@@ -1,0 +1,115 @@
+"""The account model: an account's configuration, what the pool knows of it now, the Copilot token it holds,
+and one request's claim on it.
+
+Like h11's connection state, an `Account`'s fields are read by anyone and written by one class only: `Pool`
+(core/pool.py), through its named transitions. Don't set them directly; a pick would not see the change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+
+from .quota import Quota
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """One account as the accounts file gives it, with its GitHub token already resolved."""
+
+    name: str
+    github_token: str = field(repr=False)
+    account_type: str = "individual"
+    enabled: bool = True
+    max_concurrency: int | None = None  # requests in flight at once on this account; None: no limit
+    weight: int = 1  # share of the traffic relative to the other accounts (least-busy, weighted)
+    priority: int = 0  # tier: 0 is tried first; a higher number only when every lower-numbered tier is unavailable
+    token_file: str | None = field(default=None, compare=False)  # watched for changes; not part of the identity
+
+
+def signature(configs: Iterable[AccountConfig]) -> str:
+    """A digest of the account set as the pool sees it: independent of order, formatting and where a token
+    came from; changed by every field that matters (those that take part in equality)."""
+    canonical = []
+    for config in sorted(configs, key=lambda c: c.name):
+        entry = {f.name: getattr(config, f.name) for f in fields(config) if f.compare}
+        entry["github_token"] = hashlib.sha256(config.github_token.encode()).hexdigest()
+        canonical.append(entry)
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+class State(StrEnum):
+    STARTING = "starting"  # no usable token yet, or a token exchange is under way
+    ACTIVE = "active"
+    COOLING = "cooling"  # derived: active, but inside a cooldown
+    FAILED = "failed"  # the token exchange was refused: needs a new credential
+    DISABLED = "disabled"  # `enabled: false` in the accounts file, or pool.disable
+
+
+@dataclass(frozen=True)
+class CopilotToken:
+    """What one token exchange yields; `expires_at` is on the pool clock (monotonic), not the server's."""
+
+    value: str = field(repr=False)
+    expires_at: float
+    refresh_at: float
+    api_endpoint: str
+    proxy_endpoint: str
+    sku: str
+
+
+@dataclass(eq=False, slots=True)
+class Account:
+    """One account's runtime state. Written only by `Pool`."""
+
+    config: AccountConfig
+    base_state: State = State.STARTING
+    token: CopilotToken | None = None
+    token_generation: int = 0  # bumped on every new token; lets waiting refreshes see they were served
+    in_flight: int = 0
+    last_used: float = -math.inf
+    cooldown_until: float = 0.0
+    failures: int = 0
+    last_failure: str | None = None
+    served: int = 0
+    rate_limited: int = 0
+    quota: Quota | None = None  # last premium quota seen (response headers or /copilot_internal/user)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def state(self, now: float) -> State:
+        if self.base_state is State.ACTIVE and self.cooldown_until > now:
+            return State.COOLING
+        return self.base_state
+
+    def has_valid_token(self, now: float) -> bool:
+        return self.token is not None and self.token.expires_at > now
+
+    def pickable(self, now: float) -> bool:
+        return self.base_state is State.ACTIVE and self.cooldown_until <= now and self.has_valid_token(now)
+
+    def has_room(self) -> bool:
+        limit = self.config.max_concurrency
+        return limit is None or self.in_flight < limit
+
+
+class Lease:
+    """One request's claim on an account; `release` counts it out exactly once, however often it is called."""
+
+    __slots__ = ("account", "reason", "_release")
+
+    def __init__(self, account: Account, reason: str, release: Callable[[Lease], None]) -> None:
+        self.account = account
+        self.reason = reason
+        self._release: Callable[[Lease], None] | None = release
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release(self)

@@ -1,0 +1,1 @@
+"""The mitmproxy layer: the only package that imports mitmproxy."""

@@ -1,0 +1,130 @@
+"""The one mitmproxy addon: options in, hooks out. The work is done by the parts it holds.
+
+Read top to bottom, a pooled request goes: `request` (the status page answers its own host; a Copilot inference
+call gets an account: mitm/attempts.py) -> `responseheaders` (stream SSE) -> `response` (judge the answer, fail
+over) or `error` (count the attempt out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from mitmproxy import ctx, exceptions, http
+
+from .. import LOGGER_NAME, github
+from ..core.exchange import Exchange, FetchUser
+from ..core.routing import route_for
+from ..runtime.accounts_file import AccountsFile, AccountsFileError, LegacyToken
+from ..runtime.clock import Clock, SystemClock
+from ..runtime.service import PoolService
+from . import settings
+from .attempts import Attempts
+from .commands import PoolCommands
+from .guard import Guard
+from .statewatch import StateWatch
+from .statuspage import StatusPage
+
+log = logging.getLogger(LOGGER_NAME)
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per token exchange is noise in mitmproxy's log
+
+ACCOUNT_OPTIONS = {"pool_accounts", "pool_github_token_file"}
+
+
+class CopilotPool:
+    def __init__(
+        self, clock: Clock | None = None, exchange: Exchange | None = None, fetch_user: FetchUser | None = None
+    ) -> None:
+        self.settings = settings.Settings()
+        self._github = github.client()
+        github_api = lambda: self.settings.github_api  # noqa: E731 - read at each call: the option may change
+        self.service = PoolService(
+            exchange or github.http_exchange(self._github, github_api),
+            fetch_user or github.http_fetch_user(self._github, github_api),
+            clock or SystemClock(),
+        )
+        self.passthrough = True  # no account source configured: leave all traffic alone
+        self.attempts = Attempts(self.service)
+        self.status_page = StatusPage(self.service.pool, lambda: self.passthrough)
+        self.state_watch = StateWatch(self.service.pool)
+        self.guard = Guard()
+        self.commands = PoolCommands(self.service, self._load_accounts, lambda: self.passthrough)
+
+    # -- life cycle ---------------------------------------------------------------------------------
+
+    def load(self, loader) -> None:
+        settings.declare(loader)
+        self.commands.register(loader)
+        self.status_page.attach()
+
+    def configure(self, updated: set[str]) -> None:
+        new = settings.read(ctx.options)
+        self.guard.check(ctx.options, updated, self.service.running)
+        self.settings = self.attempts.settings = new
+        self.service.pool.set_strategy(new.strategy)
+        self.service.affinity.ttl = new.affinity_ttl
+        self.service.quota_poll_interval = new.quota_poll
+        self.state_watch.summary_every = new.log_summary
+        if updated & ACCOUNT_OPTIONS:
+            try:
+                self._load_accounts()
+            except AccountsFileError as e:
+                # A bad accounts file changes nothing: at start-up its error log stops mitmdump (status 1); later
+                # mitmproxy rolls the option change back and shows why.
+                if self.service.running:
+                    raise exceptions.OptionsError(str(e)) from None
+                log.error(f"pool: {e}")
+
+    def _load_accounts(self) -> None:
+        """Apply the account set the options name; raise AccountsFileError, changing nothing, when it is bad."""
+        source = (
+            AccountsFile(self.settings.accounts)
+            if self.settings.accounts
+            else LegacyToken(self.settings.github_token_file)
+        )
+        changes = self.service.use(source)
+        accounts = self.service.pool.accounts
+        self.passthrough = not self.settings.accounts and not accounts
+        if self.passthrough:
+            log.warning(
+                "pool: no accounts configured, passing all traffic through untouched. "
+                "Set pool_accounts=<accounts.json>, GH_TOKEN, or pool_github_token_file."
+            )
+        elif changes.added and not self.service.running:
+            log.info(f"pool: {len(accounts)} account(s) loaded, strategy {self.service.pool.strategy.name}")
+
+    def running(self) -> None:
+        self.service.start()
+        self.state_watch.start()
+
+    def done(self) -> None:
+        in_flight = sum(a.in_flight for a in self.service.pool.accounts.values())
+        log.info(f"pool: stopping with {in_flight} request(s) in flight, {len(self.service.waits)} waiting")
+        self.state_watch.stop()
+        self.service.stop()
+        self.attempts.close()
+        self.status_page.detach()
+        for client in (self._github, self.attempts.upstream):
+            # done must stay synchronous; mitmproxy runs tasks eagerly, so the close starts here and now
+            asyncio.get_running_loop().create_task(client.aclose())
+
+    # -- flows --------------------------------------------------------------------------------------
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error:
+            return  # another addon (proxyauth) already answered
+        if self.status_page.answer(flow) or self.passthrough:
+            return
+        req = flow.request
+        route = route_for(req.scheme, req.host, req.host_header, req.method, req.path)
+        if route is not None:
+            await self.attempts.begin(flow, route)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self.attempts.stream_sse(flow)
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        await self.attempts.settle(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.attempts.failed(flow)

@@ -1,0 +1,81 @@
+"""The addon's options: declared once, read in `configure` into one frozen `Settings` that the hooks use.
+
+`--set` parses only str, int and bool options (a float option aborts mitmproxy's start-up), and a misspelled
+`--set` name is ignored silently, so every option is declared here with its bounds and checked on each change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from urllib.parse import urlparse
+
+from mitmproxy import exceptions
+
+from ..core.strategies import DEFAULT_STRATEGY, STRATEGIES
+from ..github import DEFAULT_GITHUB_API
+from ..runtime.service import DEFAULT_AFFINITY_TTL, DEFAULT_QUOTA_POLL
+
+PREFIX = "pool_"  # option name = PREFIX + field name
+
+
+@dataclass(frozen=True)
+class Settings:
+    accounts: str = ""
+    strategy: str = DEFAULT_STRATEGY
+    github_api: str = DEFAULT_GITHUB_API
+    github_token_file: str = "~/.local/share/copilot-api/github_token"
+    cooldown: int = 60
+    max_attempts: int = 3
+    max_wait: int = 30
+    affinity_ttl: int = DEFAULT_AFFINITY_TTL
+    quota_poll: int = DEFAULT_QUOTA_POLL
+    log_summary: int = 0
+    allow_open_proxy: bool = False
+
+
+HELP = {
+    "accounts": "Path of the accounts file (JSON). Unset: a single account from GH_TOKEN, GITHUB_TOKEN or "
+    "pool_github_token_file.",
+    "strategy": "How to pick an account per request.",
+    "github_api": "Base URL of the GitHub API used for the Copilot token exchange and quota "
+    "(GitHub Enterprise data residency: https://api.<tenant>.ghe.com).",
+    "github_token_file": "Legacy single-token file, used when pool_accounts is unset.",
+    "cooldown": "Seconds to cool an account after a 429 that carries no Retry-After.",
+    "max_attempts": "Accounts a request may try (429, 402, 401, connection error: the next one) before its answer "
+    "goes back to the client.",
+    "max_wait": "Seconds a request may wait, in line, for an account when none can take it now "
+    "(0: answer 429 at once).",
+    "affinity_ttl": "Seconds a conversation (X-Interaction-Id, else VScode-SessionId) stays bound to its account "
+    "after its last turn (0: no affinity).",
+    "quota_poll": "Seconds between asking /copilot_internal/user for the quota of accounts whose answers did not "
+    "report it lately (0: never ask).",
+    "log_summary": "Seconds between summary log lines of the pool's state (0: none).",
+    "allow_open_proxy": "Run even when listening on a non-loopback address without proxyauth.",
+}
+BOUNDS = {
+    "cooldown": (1, 86400),
+    "max_attempts": (1, 10),
+    "max_wait": (0, 3600),
+    "affinity_ttl": (0, 7 * 86400),
+    "quota_poll": (0, 86400),
+    "log_summary": (0, 86400),
+}
+CHOICES = {"strategy": list(STRATEGIES)}
+
+
+def declare(loader) -> None:
+    for f in fields(Settings):
+        loader.add_option(PREFIX + f.name, type(f.default), f.default, HELP[f.name], choices=CHOICES.get(f.name))
+
+
+def read(options) -> Settings:
+    """The current options as Settings; raise OptionsError naming the option when one is out of bounds."""
+    settings = Settings(**{f.name: getattr(options, PREFIX + f.name) for f in fields(Settings)})
+    for name, (low, high) in BOUNDS.items():
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise exceptions.OptionsError(f"{PREFIX}{name}: must be between {low} and {high}, got {value}")
+    parsed = urlparse(settings.github_api)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise exceptions.OptionsError(f"{PREFIX}github_api: not an http(s) URL: {settings.github_api!r}")
+    return settings

@@ -1,0 +1,1 @@
+"""What operators see: redacted logs, the status snapshot and its renderings."""
