@@ -88,12 +88,16 @@ def workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="copilot-pool-bench-"))
 
 
-def pool_proxy(upstream: Upstream, work: Path, *, options: dict | None = None, timeout: float = 30.0) -> Mitmdump:
-    """mitmdump with the pool addon over all of `upstream`'s accounts, once every account is active."""
+def pool_proxy(
+    upstream: Upstream, work: Path, *, options: dict | None = None, timeout: float = 30.0, addon: bool | Path = True
+) -> Mitmdump:
+    """mitmdump with the pool addon (this checkout's, or the script `addon` names) over all of `upstream`'s
+    accounts, once every account is active."""
     accounts = write_accounts(work / f"accounts-{time.monotonic_ns()}.json", upstream.accounts)
     proxy = Mitmdump(
         work / f"confdir-{time.monotonic_ns()}",
         {**QUIET, "pool_accounts": accounts, "pool_github_api": upstream.base_url, **(options or {})},
+        addon=addon,
     )
     try:
         proxy.wait_accounts(timeout=timeout)

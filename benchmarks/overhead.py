@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 from common import (
     Sample,
@@ -31,6 +32,8 @@ from common import (
     run_load,
     workdir,
 )
+
+BASELINE = "pool (baseline)"
 
 
 def summarise(samples: list[Sample]) -> dict:
@@ -59,6 +62,7 @@ def run(
     concurrency: tuple[int, ...] = (1, 8),
     delay_ms: float = 10.0,
     churn: float = 0.1,
+    baseline: Path | None = None,
 ) -> dict:
     work = workdir()
     upstream = Upstream(3, delay_ms=delay_ms)
@@ -72,6 +76,9 @@ def run(
             pool_target(proxies[1]),
             pool_target(proxies[2], f"pool, {churn:.0%} 429 churn"),
         ]
+        if baseline is not None:  # another revision's addon, measured in the same rounds
+            proxies.append(pool_proxy(upstream, work, addon=baseline))
+            targets.append(pool_target(proxies[-1], BASELINE))
         levels = {c: measure(targets, rounds, seconds, c) for c in concurrency}
     finally:
         for p in proxies:
@@ -87,6 +94,7 @@ def run(
             "upstream_delay_ms": delay_ms,
             "churn_429": churn,
             "churn_retry_after_ms": 20,
+            "baseline": str(baseline) if baseline else None,
         },
         "by_concurrency": levels,
     }
@@ -97,18 +105,24 @@ def measure(targets: list[Target], rounds: int, seconds: float, concurrency: int
     for r in range(rounds):  # rotated order: no mode always runs first or last
         for target in targets[r % len(targets) :] + targets[: r % len(targets)]:
             samples[target.name].append(asyncio.run(run_load(target, concurrency, seconds)))
-    plain, pool = samples["mitmdump"], samples["pool"]
-    pairs = list(zip(plain, pool, strict=True))
+    result = {"modes": {name: summarise(s) for name, s in samples.items()}}
+    result["pool_vs_mitmdump"] = compare(samples["mitmdump"], samples["pool"])
+    if BASELINE in samples:
+        result["baseline_vs_mitmdump"] = compare(samples["mitmdump"], samples[BASELINE])
+        result["pool_vs_baseline"] = compare(samples[BASELINE], samples["pool"])
+    return result
+
+
+def compare(reference: list[Sample], candidate: list[Sample]) -> dict:
+    """Candidate against reference, round by round (paired: the same rounds ran both)."""
+    pairs = list(zip(reference, candidate, strict=True))
     throughput_ratio = [len(b.latencies) / b.seconds / (len(a.latencies) / a.seconds) for a, b in pairs]
     p50_delta = [percentile(b.latencies, 50) - percentile(a.latencies, 50) for a, b in pairs]
     return {
-        "modes": {name: summarise(s) for name, s in samples.items()},
-        "pool_vs_mitmdump": {
-            "throughput_ratio_median": round(median(throughput_ratio), 3),
-            "throughput_ratio_by_round": [round(x, 3) for x in throughput_ratio],
-            "p50_delta_ms_median": ms(median(p50_delta)),
-            "p50_delta_ms_by_round": [ms(x) for x in p50_delta],
-        },
+        "throughput_ratio_median": round(median(throughput_ratio), 3),
+        "throughput_ratio_by_round": [round(x, 3) for x in throughput_ratio],
+        "p50_delta_ms_median": ms(median(p50_delta)),
+        "p50_delta_ms_by_round": [ms(x) for x in p50_delta],
     }
 
 
@@ -121,8 +135,12 @@ def main() -> None:
     parser.add_argument(
         "--churn", type=float, default=0.1, help="fraction of upstream answers that are 429s in mode (4)"
     )
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout's addon/pool.py, measured as one more mode (before/after)"
+    )
     a = parser.parse_args()
-    dump(run(a.rounds, a.seconds, tuple(int(c) for c in a.concurrency.split(",")), a.delay_ms, a.churn))
+    levels = tuple(int(c) for c in a.concurrency.split(","))
+    dump(run(a.rounds, a.seconds, levels, a.delay_ms, a.churn, a.baseline))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,14 @@ Accounts of type "individual" are handed ``http://127.0.0.1:PORT`` as ``endpoint
 header: a credential presented on the wrong host gets 421, like the real service, so
 tests can tell whether a client honoured the account's ``endpoints.api``.
 
-Stdlib only. Used in-process by tests (``from fake_copilot import FakeCopilot``) and as
-a CLI by demos and benchmarks (``python scripts/fake_copilot.py --help``).
+Like the service, each account has its own model catalogue (``/models``; a model it lacks gets
+``model_not_supported``), auto-model session tokens (``POST /auto``, ``/models/session``) work only
+through the account that minted them (otherwise ``401 Invalid auto-mode selector``), and
+``GET /responses`` upgrades to a WebSocket that answers each ``response.create`` message with the
+Responses API's events, keeping response ids per connection.
+
+Stdlib plus wsproto (which mitmproxy brings). Used in-process by tests (``from fake_copilot import
+FakeCopilot``) and as a CLI by demos and benchmarks (``python scripts/fake_copilot.py --help``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import h11
+import wsproto
+import wsproto.events
+
 ACCOUNT_TYPES = ("individual", "business", "enterprise")
 SKUS = {
     "individual": "copilot_for_individuals_subscriber",
@@ -49,7 +59,28 @@ ROUTES = {
     "/v1/messages": ("POST", "messages"),
     "/embeddings": ("POST", "embeddings"),
     "/models": ("GET", "models"),
+    "/auto": ("POST", "auto"),
+    "/models/session": ("POST", "session"),
+    "/models/session/intent": ("POST", "intent"),
 }
+# The endpoint each kind is called on, as `supported_endpoints` names it; the model a kind defaults to.
+KIND_ENDPOINTS = {
+    "chat": "/chat/completions",
+    "responses": "/responses",
+    "messages": "/v1/messages",
+    "embeddings": "/embeddings",
+    "ws": "ws:/responses",
+}
+DEFAULT_MODEL = {"messages": "claude-sonnet-4", "embeddings": "text-embedding-3-small", "ws": "gpt-5.4"}
+DEFAULT_MODELS = [  # every account's catalogue unless a test gives it another (set_models)
+    {"id": "gpt-4o", "vendor": "Azure OpenAI", "supported_endpoints": ["/chat/completions", "/responses"]},
+    {"id": "gpt-5-mini", "vendor": "Azure OpenAI", "supported_endpoints": ["/chat/completions", "/responses"]},
+    {"id": "gpt-5.4", "vendor": "OpenAI", "supported_endpoints": ["/responses", "ws:/responses"]},
+    {"id": "claude-sonnet-4", "vendor": "Anthropic", "supported_endpoints": ["/chat/completions", "/v1/messages"]},
+    {"id": "text-embedding-3-small", "vendor": "Azure OpenAI", "capabilities": {"type": "embeddings"}},
+]
+SELECTOR_REFUSED = b"Invalid auto-mode selector"  # the service's whole answer to a session token it cannot use
+SESSION_TTL = 3600
 ENGINE_COMPLETIONS = re.compile(r"^/v1/engines/([^/]+)/completions$")
 PREMIUM_KINDS = {"chat", "responses", "messages"}  # each 2xx costs one premium interaction
 
@@ -92,6 +123,7 @@ class _Account:
     exchanges: int = 0
     served: int = 0
     premium_used: int = 0
+    models: list = dataclasses.field(default_factory=lambda: [dict(m) for m in DEFAULT_MODELS])
 
 
 @dataclasses.dataclass
@@ -178,6 +210,8 @@ class FakeCopilot:
         self._accounts: dict[str, _Account] = {}
         self._by_github: dict[str, str] = {}  # github token -> account name
         self._tokens: dict[str, _Issued] = {}  # copilot token -> issue record (never removed)
+        self._sessions: dict[str, tuple[str, float]] = {}  # session token -> (minting account, expires at)
+        self.websockets: list[dict] = []  # one record per WebSocket: account, messages, closed
         self._injections: dict[str, collections.deque[_Injection]] = {}
         self._rl_default: tuple[int | None, float] = (rate_limit, rate_window)
         self._rl_account: dict[str, tuple[int | None, float]] = {}
@@ -276,6 +310,16 @@ class FakeCopilot:
         with self._lock:
             self._get(account)
             self._invalidate(account)
+
+    def set_models(self, account: str, models: list) -> None:
+        """The account's catalogue: model ids (any endpoint but WebSockets) or whole /models entries."""
+        with self._lock:
+            self._get(account).models = [m if isinstance(m, dict) else {"id": m} for m in models]
+
+    def sessions(self) -> dict[str, str]:
+        """Session token -> the account that minted it."""
+        with self._lock:
+            return {token: s[0] for token, s in self._sessions.items()}
 
     def set_delay(self, seconds: float) -> None:
         self.delay = seconds
@@ -388,6 +432,16 @@ class FakeCopilot:
         state[1] += 1
         return None
 
+    def _mint_session(self, account: str) -> str:
+        token = f"session_{secrets.token_hex(16)}"
+        self._sessions[token] = (account, time.time() + SESSION_TTL)
+        return token
+
+    def _session_ok(self, token: str | None, account: str) -> bool:
+        """A session token works only through the account that minted it, until it expires."""
+        minted = self._sessions.get(token) if token else None
+        return minted is not None and minted[0] == account and time.time() < minted[1]
+
     def _quota(self, acct: _Account) -> tuple[int, float]:
         remaining = max(0, PREMIUM_ENTITLEMENT - acct.premium_used)
         return remaining, round(100.0 * remaining / PREMIUM_ENTITLEMENT, 1)
@@ -436,7 +490,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
         self.send_response(status)
-        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        hdrs = {"Content-Type": "application/json", "x-github-request-id": _request_id(), **(headers or {})}
         for k, v in hdrs.items():
             self.send_header(k, str(v))
         self.send_header("Content-Length", str(len(body)))
@@ -481,6 +535,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._github(path)
         if path in ("/login/device/code", "/login/oauth/access_token") and self.command == "POST":
             return self._device_flow(path, body)
+        if path == "/responses" and self.headers.get("Upgrade", "").lower() == "websocket":
+            return self._websocket()
         route = ROUTES.get(path)
         match = ENGINE_COMPLETIONS.match(path)
         if match:
@@ -590,14 +646,32 @@ class _Handler(BaseHTTPRequestHandler):
     # ----- Copilot side -------------------------------------------------------------------
 
     def _inference(self, kind: str, engine: str | None, body: bytes) -> None:
-        f = self.fake
-        if f.delay:
-            time.sleep(f.delay)
-        cred = self._credential(("bearer",))
         try:
             request = json.loads(body) if body else {}
         except ValueError:
             request = None
+        acct, status, payload, headers = self._decide(kind, engine, request)
+        if status == 0:  # injected connection drop: no status line, nothing at all
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        if payload is not None:
+            return self._send(status, payload, headers)
+        model = engine or request.get("model") or DEFAULT_MODEL.get(kind, "gpt-4o")
+        if kind in ("chat", "responses") and request.get("stream") is True:
+            return self._stream(kind, acct.name, model, headers)
+        self._send(200, _json(self._answer(kind, acct, model, request)), headers)
+
+    def _decide(self, kind: str, engine: str | None, request) -> tuple[_Account | None, int, bytes | None, dict]:
+        """Judge one Copilot call as the service would: (account, status, refusal body or None, headers).
+        A 2xx comes back without a body, to be built outside the lock."""
+        f = self.fake
+        if f.delay:
+            time.sleep(f.delay)
+        cred = self._credential(("bearer",))
         bad_json = not isinstance(request, dict)
         request = {} if bad_json else request
         headers: dict = {}
@@ -614,6 +688,8 @@ class _Handler(BaseHTTPRequestHandler):
                 expected_host = urlsplit(f.api_base(acct.account_type)).hostname if acct else None
             if acct is not None:
                 headers["x-fake-account"] = acct.name
+            session = self.headers.get("Copilot-Session-Token")
+            model = engine or request.get("model") or DEFAULT_MODEL.get(kind, "gpt-4o")
             if not ok or acct is None:
                 status, payload = 401, _json(UNAUTHORIZED)
             elif cred_kind == "github" and not acct.copilot:
@@ -633,8 +709,11 @@ class _Handler(BaseHTTPRequestHandler):
                         }
                     ),
                 )
+            elif (session or kind == "intent") and not f._session_ok(session, acct.name):
+                status, payload = 401, SELECTOR_REFUSED
+                headers["Content-Type"] = "text/plain"
             elif queue := f._injections.get(acct.name):
-                inj = queue[0]  # injected answers win over everything but auth and host checks
+                inj = queue[0]  # injected answers win over everything but auth, host and session checks
                 inj.remaining -= 1
                 if inj.remaining <= 0:
                     queue.popleft()
@@ -645,6 +724,8 @@ class _Handler(BaseHTTPRequestHandler):
                     400,
                     _json({"error": {"message": "invalid JSON body", "code": "invalid_request_body"}}),
                 )
+            elif (refusal := _model_refusal(acct, kind, model)) is not None:
+                status, payload = 400, _json(refusal)
             elif (retry := f._rate_limited(acct.name, time.time())) is not None:
                 status, payload = 429, _json(RATE_LIMITED)
                 headers["Retry-After"] = str(retry)
@@ -652,7 +733,7 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload = 429, _json(RATE_LIMITED)
                 headers["retry-after-ms"] = str(f.churn_retry_ms)
             else:
-                status, payload = 200, None  # built below, outside the lock
+                status, payload = 200, None  # built outside the lock
             if acct is not None and 200 <= status < 300:
                 acct.served += 1
                 if kind in PREMIUM_KINDS:
@@ -670,57 +751,121 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             # Logged at decision time, so a client that has any answer already finds it in the log.
             self._record(acct.name if acct else None, cred_kind, status, cred)
-            chunks, interval = f.stream_chunks, f.stream_interval
+        return acct, status, payload, headers
 
-        if status == 0:  # injected connection drop: no status line, nothing at all
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        if payload is not None:
-            return self._send(status, payload, headers)
-        model = engine or request.get("model") or "gpt-4o"
-        if kind == "chat" and request.get("stream") is True:
-            return self._stream(acct.name, model, headers, chunks, interval)
-        self._send(200, _json(_answer(kind, acct.name, model, request)), headers)
+    def _answer(self, kind: str, acct: _Account, model: str, request: dict) -> dict:
+        if kind == "models":
+            with self.fake._lock:
+                return {"object": "list", "data": [{"object": "model", **m} for m in acct.models]}
+        if kind in ("auto", "session"):
+            with self.fake._lock:
+                token = self.fake._mint_session(acct.name)
+                selected = next((m for m in acct.models if m["id"] == "gpt-5-mini"), acct.models[0])
+            answer = {"session_token": token, "expires_at": int(time.time()) + SESSION_TTL}
+            if kind == "auto":
+                return {**answer, "selected_model": {"object": "model", **selected}}
+            return {**answer, "selected_model": selected["id"], "available_models": [m["id"] for m in acct.models]}
+        if kind == "intent":
+            return {"ok": True}
+        return _answer(kind, acct.name, model, request)
 
-    def _stream(self, account: str, model: str, headers: dict, chunks: int, interval: float) -> None:
+    def _stream(self, kind: str, account: str, model: str, headers: dict) -> None:
         self.send_response(200)
         for k, v in {
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
             "Transfer-Encoding": "chunked",
+            "x-github-request-id": _request_id(),
             **headers,
         }.items():
             self.send_header(k, str(v))
         self.end_headers()
-        cid = f"chatcmpl-{secrets.token_hex(12)}"
+        f = self.fake
+        events = _chat_events if kind == "chat" else _responses_events
         try:
-            for i in range(chunks):
+            for i, event in enumerate(events(account, model, f.stream_chunks)):
                 if i:
-                    time.sleep(interval)
-                event = {
-                    "id": cid,
-                    "object": "chat.completion.chunk",
-                    "created": int(time.time()),
-                    "model": model,
-                    "sent_at": time.time(),
-                    "choices": [
-                        {
-                            "index": 0,
-                            "delta": {"content": f"chunk {i} from {account}"},
-                            "finish_reason": "stop" if i == chunks - 1 else None,
-                        }
-                    ],
-                }
-                self._chunk(b"data: " + _json(event) + b"\n\n")
-            self._chunk(b"data: [DONE]\n\n")
+                    time.sleep(f.stream_interval)
+                event["sent_at"] = time.time()
+                if kind == "chat":
+                    self._chunk(b"data: " + _json(event) + b"\n\n")
+                else:
+                    self._chunk(b"event: " + event["type"].encode() + b"\ndata: " + _json(event) + b"\n\n")
+            if kind == "chat":
+                self._chunk(b"data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except OSError:
             self.close_connection = True  # client hung up mid-stream
+
+    # ----- the Responses API over a WebSocket ---------------------------------------------
+
+    def _websocket(self) -> None:
+        """`GET /responses` with Upgrade: the same checks as an HTTP call, then one `response.create` per text
+        message, answered with the Responses events. Response ids belong to this connection only."""
+        acct, status, payload, headers = self._decide("ws", None, {})
+        if status != 200 or acct is None:
+            return self._send(status or 502, payload or b"", headers)
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        request = h11_request(self.command, self.path, self.headers)
+        ws.initiate_upgrade_connection(request.headers, request.target)
+        self.wfile.write(ws.send(wsproto.events.AcceptConnection()))
+        self.wfile.flush()
+        record = {"account": acct.name, "messages": [], "closed": False}
+        with self.fake._lock:
+            self.fake.websockets.append(record)
+        own_ids: set[str] = set()
+        text = ""
+        try:
+            while True:
+                data = self.rfile.read1(65536)
+                if not data:
+                    break
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, wsproto.events.TextMessage):
+                        text += event.data
+                        if event.message_finished:
+                            self._ws_call(ws, acct, text, own_ids, record)
+                            text = ""
+                    elif isinstance(event, wsproto.events.Ping):
+                        self.wfile.write(ws.send(event.response()))
+                    elif isinstance(event, wsproto.events.CloseConnection):
+                        self.wfile.write(ws.send(event.response()))
+                        self.wfile.flush()
+                        return
+        except OSError:
+            pass
+        finally:
+            record["closed"] = True
+            self.close_connection = True
+
+    def _ws_call(self, ws, acct: _Account, text: str, own_ids: set[str], record: dict) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        record["messages"].append(message)
+        f = self.fake
+        if not isinstance(message, dict) or message.get("type") != "response.create":
+            events = [_ws_error("invalid_request", "expected a response.create message")]
+        elif (previous := message.get("previous_response_id")) and previous not in own_ids:
+            events = [_ws_error("previous_response_not_found", "input item does not belong to this connection")]
+        elif (refusal := _model_refusal(acct, "ws", message.get("model") or "gpt-5.4")) is not None:
+            events = [_ws_error(refusal["error"]["code"], refusal["error"]["message"])]
+        else:
+            with f._lock:
+                acct.served += 1
+                if message.get("initiator", "user") == "user":
+                    acct.premium_used += 1
+            events = _responses_events(acct.name, message.get("model") or "gpt-5.4", f.stream_chunks)
+            own_ids.add(events[0]["response"]["id"])
+        for i, event in enumerate(events):
+            if i:
+                time.sleep(f.stream_interval)
+            event["sent_at"] = time.time()
+            self.wfile.write(ws.send(wsproto.events.TextMessage(json.dumps(event))))
+            self.wfile.flush()
 
     def _chunk(self, data: bytes) -> None:
         # One write per event, flushed at once, so each event is its own network read.
@@ -779,14 +924,6 @@ def _answer(kind: str, account: str, model: str, request: dict) -> dict:
             "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, 0.4]} for i in range(n)],
             "usage": {"prompt_tokens": n, "total_tokens": n},
         }
-    if kind == "models":
-        return {
-            "object": "list",
-            "data": [
-                {"id": m, "object": "model", "vendor": v, "capabilities": {"type": "chat", "family": m}}
-                for m, v in (("gpt-4o", "Azure OpenAI"), ("claude-sonnet-4", "Anthropic"))
-            ],
-        }
     return {
         "id": f"cmpl-{secrets.token_hex(12)}",
         "object": "text_completion",
@@ -794,6 +931,79 @@ def _answer(kind: str, account: str, model: str, request: dict) -> dict:
         "model": model,
         "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
     }
+
+
+def _model_refusal(acct: _Account, kind: str, model: str) -> dict | None:
+    """The service's 400 for a model the account's catalogue lacks, or lacks on this endpoint."""
+    endpoint = KIND_ENDPOINTS.get(kind)
+    if endpoint is None:
+        return None
+    entry = next((m for m in acct.models if m.get("id") == model), None)
+    if entry is None:
+        return {"error": {"message": "The requested model is not supported.", "code": "model_not_supported"}}
+    listed = entry.get("supported_endpoints")
+    if (endpoint in listed) if isinstance(listed, list) else not endpoint.startswith("ws:"):
+        return None
+    return {"error": {"message": f"{model} does not support {endpoint}", "code": "unsupported_api_for_model"}}
+
+
+def _chat_events(account: str, model: str, chunks: int) -> list[dict]:
+    cid = f"chatcmpl-{secrets.token_hex(12)}"
+    return [
+        {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"content": f"chunk {i} from {account}"},
+                    "finish_reason": "stop" if i == chunks - 1 else None,
+                }
+            ],
+        }
+        for i in range(chunks)
+    ]
+
+
+def _responses_events(account: str, model: str, chunks: int) -> list[dict]:
+    """The Responses API's events for one answer, as SSE data or WebSocket messages carry them."""
+    rid, mid = f"resp_{secrets.token_hex(12)}", f"msg_{secrets.token_hex(12)}"
+    response = {"id": rid, "object": "response", "status": "in_progress", "model": model, "output": []}
+    deltas = [f"chunk {i} from {account}" for i in range(max(1, chunks - 2))]
+    done = {
+        **response,
+        "status": "completed",
+        "output": [
+            {
+                "type": "message",
+                "id": mid,
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "".join(deltas), "annotations": []}],
+            }
+        ],
+        "usage": {"input_tokens": 10, "output_tokens": len(deltas), "total_tokens": 10 + len(deltas)},
+    }
+    return [
+        {"type": "response.created", "response": response},
+        *({"type": "response.output_text.delta", "item_id": mid, "delta": d} for d in deltas),
+        {"type": "response.completed", "response": done},
+    ]
+
+
+def _ws_error(code: str, message: str) -> dict:
+    return {"type": "error", "error": {"code": code, "message": message}}
+
+
+def _request_id() -> str:
+    return f"FAKE:{secrets.token_hex(2).upper()}:{secrets.token_hex(4).upper()}"
+
+
+def h11_request(method: str, target: str, headers) -> h11.Request:
+    """The upgrade request as wsproto reads it (http.server has parsed it already)."""
+    return h11.Request(method=method, target=target, headers=[(k, v) for k, v in headers.items()])
 
 
 # ----- CLI -------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ class Mitmdump:
         confdir: Path,
         options: dict[str, object],
         env: dict[str, str] | None = None,
-        addon: bool = True,
+        addon: bool | Path = True,  # True: this checkout's addon/pool.py; a path: that script instead
         args: list[str] = (),
     ):
         self.confdir = confdir
@@ -57,7 +57,7 @@ class Mitmdump:
         }
         cmd = [str(MITMDUMP)]
         if addon:
-            cmd += ["-s", str(ADDON)]
+            cmd += ["-s", str(ADDON if addon is True else addon)]
         for key, value in settings.items():
             cmd += ["--set", f"{key}={value}"]
         cmd += list(args)

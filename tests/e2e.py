@@ -21,5 +21,5 @@ def pool_proxy(
 
 
 def inference(fake):
-    """What the fake served on the Copilot API, without the token exchanges."""
-    return [e for e in fake.entries() if not e.path.startswith("/copilot_internal")]
+    """What the fake served on the Copilot API, without the token exchanges and the pool's catalogue fetches."""
+    return [e for e in fake.entries() if not e.path.startswith("/copilot_internal") and e.path != "/models"]

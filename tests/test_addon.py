@@ -11,7 +11,7 @@ from copilot_pool.runtime.clock import FakeClock
 from helpers import give_token
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
-from test_tokens import ScriptedExchange, no_user
+from test_tokens import ScriptedExchange, no_models, no_user
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ async def addon(tmp_path):
         json.dumps({"accounts": [{"name": "alice", "github_token": "gho_a"}, {"name": "bob", "github_token": "gho_b"}]})
     )
     clock = FakeClock()
-    pool_addon = CopilotPool(clock, ScriptedExchange(clock), no_user)
+    pool_addon = CopilotPool(clock, ScriptedExchange(clock), no_user, no_models)
     with taddons.context(pool_addon) as tctx:
         tctx.configure(pool_addon, pool_accounts=str(accounts), pool_github_token_file=str(tmp_path / "none"))
         pool = pool_addon.service.pool

@@ -32,7 +32,7 @@ def snapshot(rem, rst=None, ent=300):
         (500, Outcome.UPSTREAM_ERROR, False),
         (503, Outcome.UPSTREAM_ERROR, False),
         (403, Outcome.OTHER, False),
-        (421, Outcome.OTHER, False),
+        (421, Outcome.MISDIRECTED, True),
         (401, Outcome.UNAUTHORIZED, True),
         (429, Outcome.RATE_LIMITED, True),
         (402, Outcome.QUOTA_EXHAUSTED, True),
@@ -42,7 +42,22 @@ def test_table(status, outcome, failover):
     v = verdict(status)
     assert (v.outcome, v.failover) == (outcome, failover)
     assert (v.cooldown is not None) == (status in (402, 429))
-    assert v.refresh == (status == 401)
+    assert v.refresh == (status in (401, 421))
+
+
+def test_session_refusal_model_errors_and_misdirection():
+    refused = verdict(401, body=b"Invalid auto-mode selector")
+    assert (refused.outcome, refused.failover, refused.refresh, refused.cooldown) == (
+        Outcome.SESSION_REFUSED,
+        False,
+        False,
+        None,
+    )  # not a credential failure: no refresh, no failover
+    for code in ("model_not_supported", "unsupported_api_for_model"):
+        v = verdict(400, body={"error": {"message": "The requested model is not supported.", "code": code}})
+        assert (v.outcome, v.failover, v.recatalogue, v.refresh) == (Outcome.MODEL_UNSUPPORTED, True, True, False)
+    misdirected = verdict(421, body={"error": {"message": "misdirected", "code": "misdirected_request"}})
+    assert misdirected.refresh and misdirected.failover and misdirected.cooldown is None
 
 
 def test_429_cooldown_from_hint_or_default():

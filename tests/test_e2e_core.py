@@ -26,7 +26,7 @@ def test_no_accounts_at_all_passes_traffic_through(start_proxy, fake):
     with proxy.client() as client:
         # not a pooled host: reaches the fake untouched, with the client's own credential
         response = client.get(f"{fake.base_url}/models", headers={"authorization": "Bearer gho_alice_secret_0001"})
-    assert response.status_code == 200 and inference(fake)[-1].credential == "gho_alice_secret_0001"
+    assert response.status_code == 200 and fake.entries()[-1].credential == "gho_alice_secret_0001"
     assert fake.exchanges("alice") == 0
 
 

@@ -204,7 +204,8 @@ def test_pool_credentials_cannot_be_steered_elsewhere(start_proxy, fake, tmp_pat
             ] == "/chat/completions", record
     for entry in fake.entries():  # and the fake accepted it there: the right account on the right host (no 421)
         if entry.credential in secrets and not entry.path.startswith("/copilot_internal/v2/token"):
-            assert entry.status == 200 and entry.path == "/chat/completions", entry
+            # the requests themselves, and the pool's own fetch of each account's model catalogue
+            assert entry.status == 200 and entry.path in ("/chat/completions", "/models"), entry
 
 
 # -- nothing leaks ----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fake_copilot import FakeCopilot
+from fake_copilot import DEFAULT_MODELS, FakeCopilot
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -94,7 +94,7 @@ def test_inference_with_issued_token(fake, client):
     assert "rem=99.7" in r.headers["x-quota-snapshot-premium_interactions"]
     assert fake.served_by("alice") == 1
     models = client.get(f"{fake.base_url}/models", headers={"Authorization": f"Bearer {token}"})
-    assert [m["id"] for m in models.json()["data"]] == ["gpt-4o", "claude-sonnet-4"]
+    assert [m["id"] for m in models.json()["data"]] == [m["id"] for m in DEFAULT_MODELS]
     for path in ("/responses", "/v1/messages", "/embeddings", "/v1/engines/gpt-4o/completions"):
         assert (
             client.post(
@@ -314,3 +314,94 @@ def test_device_flow_is_strict_like_github(fake):
         answer = ask()
         assert answer.get("access_token") == ALICE, answer
         assert ask()["error"] == "incorrect_device_code"  # a code is good for one token
+
+
+def test_catalogues_are_per_account_and_refuse_what_they_lack(fake, client):
+    fake.set_models("bob", ["gpt-4o", {"id": "gpt-5.4", "supported_endpoints": ["/responses", "ws:/responses"]}])
+    alice, bob = token_for(client, fake, ALICE)["token"], token_for(client, fake, BOB)["token"]
+    bob_base = fake.api_base("business")
+    listed = client.get(f"{bob_base}/models", headers={"Authorization": f"Bearer {bob}"}).json()["data"]
+    assert [m["id"] for m in listed] == ["gpt-4o", "gpt-5.4"] and listed[0]["object"] == "model"
+    refused = chat(client, bob_base, bob, model="claude-sonnet-4")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "model_not_supported"
+    wrong_api = client.post(
+        f"{bob_base}/chat/completions",
+        headers={"Authorization": f"Bearer {bob}"},
+        json={"model": "gpt-5.4", "messages": []},
+    )
+    assert wrong_api.status_code == 400 and wrong_api.json()["error"]["code"] == "unsupported_api_for_model"
+    assert chat(client, fake.base_url, alice, model="claude-sonnet-4").status_code == 200  # alice has it
+    assert "x-github-request-id" in refused.headers
+
+
+def test_session_tokens_work_only_through_the_minting_account(fake, client):
+    alice, bob = token_for(client, fake, ALICE)["token"], token_for(client, fake, BOB)["token"]
+    minted = client.post(f"{fake.base_url}/auto", headers={"Authorization": f"Bearer {alice}"}, json={"prompt": "hi"})
+    assert minted.status_code == 200
+    session = minted.json()["session_token"]
+    assert minted.json()["expires_at"] > time.time() and minted.json()["selected_model"]["id"] == "gpt-5-mini"
+    assert fake.sessions() == {session: "alice"}
+
+    def responses(base, credential, token):
+        return client.post(
+            f"{base}/responses",
+            json={"model": "gpt-5-mini", "input": "hi"},
+            headers={"Authorization": f"Bearer {credential}", "Copilot-Session-Token": token},
+        )
+
+    assert responses(fake.base_url, alice, session).status_code == 200
+    foreign = responses(fake.api_base("business"), bob, session)
+    assert (foreign.status_code, foreign.text) == (401, "Invalid auto-mode selector")
+    assert responses(fake.base_url, alice, "session_unknown").status_code == 401
+    second = client.post(
+        f"{fake.base_url}/models/session",
+        headers={"Authorization": f"Bearer {alice}"},
+        json={"auto_mode": {"model_hints": ["auto"]}},
+    ).json()
+    assert second["selected_model"] == "gpt-5-mini" and "gpt-4o" in second["available_models"]
+    intent = client.post(
+        f"{fake.base_url}/models/session/intent",
+        json={},
+        headers={"Authorization": f"Bearer {alice}", "Copilot-Session-Token": second["session_token"]},
+    )
+    assert intent.status_code == 200
+
+
+def test_responses_stream_as_sse_events(fake, client):
+    token = token_for(client, fake, ALICE)["token"]
+    with client.stream(
+        "POST",
+        f"{fake.base_url}/responses",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"model": "gpt-4o", "input": "hi", "stream": True},
+    ) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    assert r.headers["content-type"] == "text/event-stream"
+    assert [e["type"] for e in events][0] == "response.created" and events[-1]["type"] == "response.completed"
+    assert (
+        "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+        == (events[-1]["response"]["output"][0]["content"][0]["text"])
+    )
+
+
+def test_websocket_responses_keep_response_ids_per_connection(fake, client):
+    from ws_client import Refused, WebSocket
+
+    token = token_for(client, fake, ALICE)["token"]
+    socket = WebSocket("127.0.0.1", "/responses", {"Authorization": f"Bearer {token}"}, port=fake.port)
+    first = socket.call({"type": "response.create", "model": "gpt-5.4", "input": "hi", "initiator": "user"})
+    assert [e["type"] for e in first][0] == "response.created" and first[-1]["type"] == "response.completed"
+    rid = first[-1]["response"]["id"]
+    second = socket.call({"type": "response.create", "model": "gpt-5.4", "previous_response_id": rid, "input": []})
+    assert second[-1]["type"] == "response.completed"
+    socket.close()
+    other = WebSocket("127.0.0.1", "/responses", {"Authorization": f"Bearer {token}"}, port=fake.port)
+    lost = other.call({"type": "response.create", "model": "gpt-5.4", "previous_response_id": rid, "input": []})
+    assert lost[-1]["type"] == "error" and lost[-1]["error"]["code"] == "previous_response_not_found"
+    other.close()
+    assert [len(w["messages"]) for w in fake.websockets] == [2, 1] and all(
+        w["account"] == "alice" for w in fake.websockets
+    )
+    with pytest.raises(Refused) as refused:
+        WebSocket("127.0.0.1", "/responses", {"Authorization": "Bearer tid=nobody"}, port=fake.port)
+    assert refused.value.status == 401

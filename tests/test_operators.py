@@ -20,7 +20,7 @@ from copilot_pool.runtime.clock import FakeClock
 from helpers import active_pool, give_token
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
-from test_tokens import ScriptedExchange, no_user
+from test_tokens import ScriptedExchange, no_models, no_user
 
 COPILOT_TOKEN = "tid=0123abcd;exp=1700000000;sku=copilot_for_individuals_subscriber;proxy-ep=127.0.0.1:1;8kp=1:deadbeef"
 GITHUB_TOKENS = ["gho_16C7e42F292c6912E7710c838347Ae178B4a", "ghu_abc123", "ghp_XYZ_987", "github_pat_11ABCDEFG_xyz"]
@@ -124,7 +124,7 @@ def addon_with_tokens(tmp_path):
         )
     )
     clock = FakeClock()
-    pool_addon = CopilotPool(clock, ScriptedExchange(clock), no_user)
+    pool_addon = CopilotPool(clock, ScriptedExchange(clock), no_user, no_models)
     with taddons.context(pool_addon) as tctx:
         tctx.configure(pool_addon, pool_accounts=str(accounts), pool_github_token_file=str(tmp_path / "none"))
         for account in pool_addon.service.pool.accounts.values():

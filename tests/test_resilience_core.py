@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 from copilot_pool.core.affinity import Affinity, conversation_key
-from copilot_pool.core.pool import NoAccount, Unavailable
+from copilot_pool.core.pool import NoAccount, Unavailable, Want
 from copilot_pool.core.quota import Quota
 from copilot_pool.runtime.clock import FakeClock
 from copilot_pool.runtime.waiting import WaitQueue
@@ -53,11 +53,11 @@ def test_exclude_and_attempts_exhausted():
 def test_prefer_wins_while_usable_and_yields_when_cooling():
     pool = pool_of(config("a"), config("b"), config("c"))
     for _ in range(10):
-        lease = pool.acquire(prefer="b")
+        lease = pool.acquire(Want(prefer="b"))
         assert lease.account.name == "b" and lease.reason.startswith("affinity")
     pool.cool(pool.accounts["b"], 10)
-    assert pool.acquire(prefer="b").account.name != "b"
-    assert pool.acquire(prefer="gone").account.name in {"a", "c"}
+    assert pool.acquire(Want(prefer="b")).account.name != "b"
+    assert pool.acquire(Want(prefer="gone")).account.name in {"a", "c"}
 
 
 def test_all_cooling_reports_precise_recovery():

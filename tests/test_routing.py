@@ -14,6 +14,9 @@ API = "api.individual.githubcopilot.com"
         ("POST", "/embeddings"),
         ("GET", "/models"),
         ("POST", "/chat/completions?x=1"),
+        ("POST", "/auto"),
+        ("POST", "/models/session"),
+        ("POST", "/models/session/intent"),
     ],
 )
 def test_inference_paths_are_pooled(method, path):
@@ -24,7 +27,8 @@ def test_inference_paths_are_pooled(method, path):
     "scheme,host,host_header,method,path",
     [
         ("https", API, API, "POST", "/mcp/readonly"),
-        ("https", API, API, "POST", "/models/session"),
+        ("https", API, API, "POST", "/models/session/other"),
+        ("https", API, API, "GET", "/responses"),  # not an upgrade: not a Copilot call
         ("https", API, API, "GET", "/chat/completions"),
         ("https", API, API, "POST", "/chat/completions/../../mcp/readonly"),
         ("https", "api.github.com", None, "POST", "/chat/completions"),
@@ -59,3 +63,14 @@ def test_credential_kind():
         assert sends_github_token(f"Bearer {token}")
     assert not sends_github_token("Bearer tid=abc;exp=1:ff")
     assert not sends_github_token(None)
+
+
+def test_websocket_upgrades_are_pooled_only_on_listed_paths():
+    assert route_for("https", API, API, "GET", "/responses", websocket=True) is Route.API
+    assert route_for("https", API, API, "GET", "/chat/completions", websocket=True) is None
+    assert route_for("https", API, API, "GET", "/chat/completions", True, {"/chat/completions"}) is Route.API
+    assert route_for("https", API, API, "POST", "/responses", websocket=True) is None
+    assert (
+        route_for("https", "copilot-proxy.githubusercontent.com", None, "POST", "/v1/engines/m/completions", True)
+        is None
+    )

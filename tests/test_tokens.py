@@ -12,8 +12,12 @@ async def no_user(config):
     raise ValueError("no quota in these tests")
 
 
+async def no_models(config, token):
+    raise ValueError("no catalogues in these tests")
+
+
 def service_with(exchange, clock):
-    return PoolService(exchange, no_user, clock)
+    return PoolService(exchange, no_user, no_models, clock)
 
 
 class ScriptedExchange:

@@ -1,5 +1,6 @@
-"""The HTTP calls to GitHub, as async callables the runtime takes: the Copilot token exchange and
-`/copilot_internal/user`. Each sends the account's GitHub token to `pool_github_api` and nowhere else."""
+"""The HTTP calls the pool makes itself, as async callables the runtime takes: the Copilot token exchange and
+`/copilot_internal/user` (the account's GitHub token, to `pool_github_api` and nowhere else), and an account's
+model catalogue (its Copilot token, to its own API endpoint)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from collections.abc import Callable
 
 import httpx
 
-from .core.exchange import Exchange, Exchanged, ExchangeError, FetchUser, parse_exchange_response
-from .core.model import AccountConfig
+from .core.exchange import Exchange, Exchanged, ExchangeError, FetchModels, FetchUser, parse_exchange_response
+from .core.model import AccountConfig, CopilotToken
 
 DEFAULT_GITHUB_API = "https://api.github.com"
 EXCHANGE_PATH = "/copilot_internal/v2/token"
 USER_PATH = "/copilot_internal/user"
+MODELS_PATH = "/models"
 EXCHANGE_HEADERS = {
     "accept": "application/json",
     "editor-version": "vscode/1.104.0",
@@ -54,5 +56,22 @@ def http_fetch_user(http: httpx.AsyncClient, github_api: Callable[[], str]) -> F
         if response.status_code != 200:
             raise ValueError(f"{USER_PATH} answered {response.status_code}")
         return json.loads(response.content)
+
+    return fetch
+
+
+def http_fetch_models(http: httpx.AsyncClient) -> FetchModels:
+    """GET {endpoints.api}/models with the account's Copilot token, as the editors ask for their model picker."""
+
+    async def fetch(config: AccountConfig, token: CopilotToken) -> bytes:
+        headers = {
+            **EXCHANGE_HEADERS,
+            "copilot-integration-id": "vscode-chat",
+            "authorization": f"Bearer {token.value}",
+        }
+        response = await http.get(token.api_endpoint.rstrip("/") + MODELS_PATH, headers=headers)
+        if response.status_code != 200:
+            raise ValueError(f"{MODELS_PATH} answered {response.status_code}")
+        return response.content
 
     return fetch

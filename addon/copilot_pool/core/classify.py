@@ -7,11 +7,14 @@ One table (mirrored in README.md), decided before anything acts on an answer:
 | 2xx, 3xx                                 | served                                | done                 |
 | 402, or a quota code in the body         | cools until the quota resets          | another account      |
 | 429                                      | cools for the hint, else the default  | another account      |
+| 401 `Invalid auto-mode selector`         | nothing (the session token is bound)  | passed through       |
 | 401                                      | token refreshed                       | another account      |
+| 421 (token sent to the wrong endpoint)   | token refreshed (endpoints may move)  | another account      |
+| 400 `model_not_supported` and the like   | its model catalogue fetched again     | another account      |
 | 400, 413, 422, 466                       | nothing (the caller's problem)        | passed through       |
 | 5xx                                      | nothing (upstream-wide)               | passed through       |
 | connection error                         | nothing                               | another account      |
-| anything else (403, 404, 421, ...)       | nothing                               | passed through       |
+| anything else (403, 404, ...)            | nothing                               | passed through       |
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from enum import StrEnum
 from .parse import json_object
 from .quota import from_headers
 from .retry_after import retry_after_seconds
+from .sessions import SELECTOR_REFUSED
 
 QUOTA_CODES = frozenset({"quota_exceeded", "free_quota_exceeded", "overage_limit_reached"})
+MODEL_CODES = frozenset({"model_not_supported", "unsupported_api_for_model", "no_available_model_endpoints"})
 CALLER_ERRORS = frozenset({400, 413, 422, 466})
 QUOTA_COOLDOWN = 6 * 3600.0  # quota exhausted and no reset time given
 MAX_QUOTA_COOLDOWN = 31 * 86400.0  # quotas reset monthly
@@ -36,6 +41,9 @@ class Outcome(StrEnum):
     RATE_LIMITED = "rate limited"
     QUOTA_EXHAUSTED = "quota exhausted"
     UNAUTHORIZED = "unauthorized"
+    MISDIRECTED = "misdirected"
+    SESSION_REFUSED = "session token refused"
+    MODEL_UNSUPPORTED = "model not served by this account"
     CALLER_ERROR = "caller error"
     UPSTREAM_ERROR = "upstream error"
     CONNECTION_ERROR = "connection error"
@@ -49,6 +57,7 @@ class Verdict:
     failover: bool = False  # try the request on another account
     cooldown: float | None = None  # seconds to cool the account
     refresh: bool = False  # the account's token was refused: re-exchange it
+    recatalogue: bool = False  # the account's model catalogue is stale: fetch it again
 
     def describe(self) -> str:
         what = f"{self.status}" if self.status else "connection error"
@@ -67,8 +76,14 @@ def classify(
     if status == 429:
         hint = retry_after_seconds(headers, wall_now)
         return Verdict(Outcome.RATE_LIMITED, status, failover=True, cooldown=default_cooldown if hint is None else hint)
+    if status == 401 and body and SELECTOR_REFUSED.encode() in body[:MAX_BODY_SNIFF]:
+        return Verdict(Outcome.SESSION_REFUSED, status)  # the client mints a new session token itself
     if status == 401:
         return Verdict(Outcome.UNAUTHORIZED, status, failover=True, refresh=True)
+    if status == 421:
+        return Verdict(Outcome.MISDIRECTED, status, failover=True, refresh=True)
+    if code in MODEL_CODES:
+        return Verdict(Outcome.MODEL_UNSUPPORTED, status, failover=True, recatalogue=True)
     if status in CALLER_ERRORS:
         return Verdict(Outcome.CALLER_ERROR, status)
     if status >= 500:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from .model import AccountConfig
+from .model import AccountConfig, CopilotToken
 from .parse import json_object
 
 DEFAULT_API_ENDPOINTS = {
@@ -30,6 +30,7 @@ class Exchanged:
 # What the runtime is given to talk to GitHub (github.py has the HTTP implementations).
 Exchange = Callable[[AccountConfig], Awaitable[Exchanged]]  # the Copilot token exchange
 FetchUser = Callable[[AccountConfig], Awaitable[object]]  # the JSON answer of /copilot_internal/user
+FetchModels = Callable[[AccountConfig, CopilotToken], Awaitable[bytes]]  # the account's own /models answer
 
 
 class ExchangeError(Exception):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
+from .catalogue import Catalogue
 from .quota import Quota
 
 
@@ -78,6 +79,7 @@ class Account:
     served: int = 0
     rate_limited: int = 0
     quota: Quota | None = None  # last premium quota seen (response headers or /copilot_internal/user)
+    catalogue: Catalogue | None = None  # the models it serves (its /models answer); None: not known yet
 
     @property
     def name(self) -> str:
@@ -93,6 +95,10 @@ class Account:
 
     def pickable(self, now: float) -> bool:
         return self.base_state is State.ACTIVE and self.cooldown_until <= now and self.has_valid_token(now)
+
+    def serves(self, model: str | None, endpoint: str | None) -> bool:
+        """Whether its catalogue lists the model on the endpoint; an unknown catalogue serves anything."""
+        return self.catalogue is None or self.catalogue.serves(model, endpoint)
 
     def has_room(self) -> bool:
         limit = self.config.max_concurrency

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .catalogue import Catalogue
 from .classify import Outcome, Verdict
 from .clock import Clock
 from .model import Account, AccountConfig, CopilotToken, Lease, State
@@ -29,9 +30,32 @@ class Unavailable(StrEnum):
     EXHAUSTED = "exhausted"  # only accounts this request already tried could serve it
     UNUSABLE = "unusable"  # every account failed or is disabled
     EMPTY = "empty"  # the pool has no accounts
+    UNSERVED = "unserved"  # no account's catalogue has the model (on that endpoint)
+    SESSION_LOST = "session lost"  # the session token's account cannot serve (cooling, failed, disabled, gone)
 
 
 WAITABLE = frozenset({Unavailable.BUSY, Unavailable.COOLING, Unavailable.STARTING})  # time can mend these
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    """What one request needs of an account."""
+
+    prefer: str | None = None  # the conversation's account (affinity): taken whenever it can serve
+    only: str | None = None  # the account that minted the request's session token: this one or none
+    model: str | None = None  # the model asked for ...
+    endpoint: str | None = None  # ... on this endpoint: only accounts whose catalogue serves it
+
+    @property
+    def any_account(self) -> bool:
+        """Any account that can serve will do (a preference is only a preference)."""
+        return self.only is None and self.model is None and self.endpoint is None
+
+    def allows(self, account: Account) -> bool:
+        return (self.model is None and self.endpoint is None) or account.serves(self.model, self.endpoint)
+
+
+ANY = Want()
 
 
 class NoAccount(Exception):
@@ -63,6 +87,7 @@ class Pool:
         self.accounts: dict[str, Account] = {}
         self.version = 0  # bumped by every transition that may change which accounts can be picked
         self.listener: Callable[[], None] | None = None  # told after every change (the wait queue)
+        self.catalogues_version = 0  # bumped when any account's catalogue arrives or an account leaves
         self._tiers: list[list[Account]] = []  # accounts grouped by priority, best tier first; rebuilt by apply
         self._ready: list[Ready] = []  # each tier's pickable accounts, rebuilt when stale (see _ready_tiers)
         self._ready_version = -1  # the version they reflect
@@ -74,21 +99,30 @@ class Pool:
 
     # -- picking ------------------------------------------------------------------------------------
 
-    def acquire(self, exclude: Collection[Account] = (), prefer: str | None = None) -> Lease:
+    def acquire(self, want: Want = ANY, exclude: Collection[Account] = ()) -> Lease:
         """Pick an account for one request and count it in flight, or raise NoAccount.
 
-        `exclude`: accounts this request already tried. `prefer`: the conversation's account (affinity), taken
-        whenever it can serve. Otherwise the strategy picks within the first priority tier that has a ready and
-        eligible account. Ready lists are cached, so a pick usually looks at a few accounts, not all of them.
+        `want`: what the request needs (its session's account, its conversation's, its model). `exclude`:
+        accounts this request may not try again. Otherwise the strategy picks within the first priority tier
+        that has a ready and eligible account. Ready lists are cached, so a pick usually looks at a few
+        accounts, not all of them.
         """
         now = self.clock.now()
-        if prefer is not None:
-            account = self.accounts.get(prefer)
-            if account is not None and account not in exclude and account.pickable(now) and account.has_room():
+        if want.only is not None:
+            return self._session_lease(want.only, exclude, now)
+        if want.prefer is not None:
+            account = self.accounts.get(want.prefer)
+            if (
+                account is not None
+                and account not in exclude
+                and account.pickable(now)
+                and account.has_room()
+                and want.allows(account)
+            ):
                 return self._lease(account, now, "affinity")
 
         def eligible(account: Account) -> bool:
-            return account.has_room() and account not in exclude
+            return account.has_room() and account not in exclude and want.allows(account)
 
         for ready in self._ready_tiers(now):
             account = self.strategy.pick(ready, eligible)
@@ -97,7 +131,20 @@ class Pool:
                 tier_note = f", tier {account.config.priority}" if account.config.priority != top else ""
                 count = len(ready.in_file_order)
                 return self._lease(account, now, f"{self.strategy.name} among {count} ready{tier_note}")
-        raise self._why_none(now, exclude)
+        raise self._why_none(now, exclude, want)
+
+    def _session_lease(self, name: str, exclude: Collection[Account], now: float) -> Lease:
+        """The session token's account, or no account at all: a token works through no other."""
+        account = self.accounts.get(name)
+        if account is None or account in exclude or account.base_state in (State.FAILED, State.DISABLED):
+            raise NoAccount(Unavailable.SESSION_LOST)
+        if account.base_state is State.STARTING:
+            raise NoAccount(Unavailable.STARTING)  # a new token is on its way
+        if not account.pickable(now):
+            raise NoAccount(Unavailable.SESSION_LOST)  # cooling: the client mints a session elsewhere
+        if not account.has_room():
+            raise NoAccount(Unavailable.BUSY)
+        return self._lease(account, now, "session token")
 
     def _ready_tiers(self, now: float) -> list[Ready]:
         if self._ready_version != self.version or now >= self._ready_until:
@@ -125,9 +172,12 @@ class Pool:
         lease.account.in_flight -= 1
         self._tell()
 
-    def _why_none(self, now: float, exclude: Collection[Account] = ()) -> NoAccount:
+    def _why_none(self, now: float, exclude: Collection[Account], want: Want) -> NoAccount:
         """Why nothing could be picked, judged on the accounts this request may still use."""
-        others = [a for a in self.accounts.values() if a not in exclude] if exclude else list(self.accounts.values())
+        candidates = [a for a in self.accounts.values() if want.allows(a)]
+        if self.accounts and not candidates:
+            return NoAccount(Unavailable.UNSERVED)
+        others = [a for a in candidates if a not in exclude] if exclude else candidates
         usable = [a for a in others if a.base_state is State.ACTIVE and a.has_valid_token(now)]
         if any(a.cooldown_until <= now for a in usable):
             return NoAccount(Unavailable.BUSY)
@@ -225,6 +275,12 @@ class Pool:
     def quota_seen(self, account: Account, quota: Quota) -> None:
         account.quota = quota
 
+    def catalogue_received(self, account: Account, catalogue: Catalogue) -> None:
+        """The account's own /models answer: from now on it gets only the models it serves."""
+        account.catalogue = catalogue
+        self.catalogues_version += 1
+        self._tell()  # a request waiting for a model may now find its account
+
     def apply(self, configs: Iterable[AccountConfig]) -> PoolChanges:
         """Make the account set match `configs`, in place and keyed by name.
 
@@ -254,6 +310,7 @@ class Pool:
             updated[name] = account
         self.accounts = updated  # keeps the file's order, which round-robin follows
         self._tiers = _tiers(updated.values())
+        self.catalogues_version += 1
         self._changed()
         return changes
 

@@ -34,8 +34,13 @@ API_INFERENCE = frozenset(
         ("POST", "/v1/messages"),
         ("POST", "/embeddings"),
         ("GET", "/models"),
+        # auto-model sessions: minted by one account, then bound to it (core/sessions.py)
+        ("POST", "/auto"),
+        ("POST", "/models/session"),
+        ("POST", "/models/session/intent"),
     }
 )
+WEBSOCKET_PATHS = frozenset({"/responses"})  # `GET /responses` upgraded: the Responses API over a WebSocket
 CODE_COMPLETIONS = re.compile(r"^/v1/engines/[A-Za-z0-9._-]+/completions$")
 GITHUB_TOKEN_PREFIXES = ("gho_", "ghu_", "ghp_", "github_pat_")
 
@@ -45,10 +50,19 @@ class Route(Enum):
     PROXY = "proxy"  # inline code completions: the account's endpoints.proxy
 
 
-def route_for(scheme: str, host: str, host_header: str | None, method: str, path: str) -> Route | None:
+def route_for(
+    scheme: str,
+    host: str,
+    host_header: str | None,
+    method: str,
+    path: str,
+    websocket: bool = False,
+    websocket_paths: frozenset[str] | set[str] = WEBSOCKET_PATHS,
+) -> Route | None:
     """The pooled route for a request, or None to pass it through untouched.
 
-    `host` is where the connection goes; a Host header that names another host is not trusted.
+    `host` is where the connection goes; a Host header that names another host is not trusted. `websocket`:
+    the request asks to upgrade; only `GET` on a path some catalogue lists as `ws:` (or `/responses`) is pooled.
     """
     if scheme != "https":
         return None
@@ -56,9 +70,11 @@ def route_for(scheme: str, host: str, host_header: str | None, method: str, path
     if host_header is not None and host_header.lower().rsplit(":", 1)[0] != host:
         return None
     path = path.split("?", 1)[0]
+    if host in COPILOT_API_HOSTS and websocket:
+        return Route.API if method == "GET" and path in websocket_paths else None
     if host in COPILOT_API_HOSTS and (method, path) in API_INFERENCE:
         return Route.API
-    if host in COPILOT_PROXY_HOSTS and method == "POST" and CODE_COMPLETIONS.match(path):
+    if host in COPILOT_PROXY_HOSTS and not websocket and method == "POST" and CODE_COMPLETIONS.match(path):
         return Route.PROXY
     return None
 

@@ -13,7 +13,7 @@ import logging
 from mitmproxy import ctx, exceptions, http
 
 from .. import LOGGER_NAME, github
-from ..core.exchange import Exchange, FetchUser
+from ..core.exchange import Exchange, FetchModels, FetchUser
 from ..core.routing import route_for
 from ..runtime.accounts_file import AccountsFile, AccountsFileError, LegacyToken
 from ..runtime.clock import Clock, SystemClock
@@ -33,7 +33,11 @@ ACCOUNT_OPTIONS = {"pool_accounts", "pool_github_token_file"}
 
 class CopilotPool:
     def __init__(
-        self, clock: Clock | None = None, exchange: Exchange | None = None, fetch_user: FetchUser | None = None
+        self,
+        clock: Clock | None = None,
+        exchange: Exchange | None = None,
+        fetch_user: FetchUser | None = None,
+        fetch_models: FetchModels | None = None,
     ) -> None:
         self.settings = settings.Settings()
         self._github = github.client()
@@ -41,6 +45,7 @@ class CopilotPool:
         self.service = PoolService(
             exchange or github.http_exchange(self._github, github_api),
             fetch_user or github.http_fetch_user(self._github, github_api),
+            fetch_models or github.http_fetch_models(self._github),
             clock or SystemClock(),
         )
         self.passthrough = True  # no account source configured: leave all traffic alone
@@ -64,6 +69,7 @@ class CopilotPool:
         self.service.pool.set_strategy(new.strategy)
         self.service.affinity.ttl = new.affinity_ttl
         self.service.quota_poll_interval = new.quota_poll
+        self.service.models_refresh_interval = new.models_refresh
         self.state_watch.summary_every = new.log_summary
         if updated & ACCOUNT_OPTIONS:
             try:
@@ -116,9 +122,11 @@ class CopilotPool:
         if self.status_page.answer(flow) or self.passthrough:
             return
         req = flow.request
-        route = route_for(req.scheme, req.host, req.host_header, req.method, req.path)
+        websocket = req.headers.get("upgrade", "").lower() == "websocket"
+        _, websocket_paths = self.attempts.catalogue() if websocket else (None, frozenset())
+        route = route_for(req.scheme, req.host, req.host_header, req.method, req.path, websocket, websocket_paths)
         if route is not None:
-            await self.attempts.begin(flow, route)
+            await self.attempts.begin(flow, route, websocket)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self.attempts.stream_sse(flow)
@@ -128,3 +136,6 @@ class CopilotPool:
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.attempts.failed(flow)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self.attempts.closed(flow)

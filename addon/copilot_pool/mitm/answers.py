@@ -1,14 +1,18 @@
-"""The answers the pool gives itself: why no account could serve, as HTTP, and a re-sent attempt's answer."""
+"""The answers the pool gives itself, shaped as Copilot's own: `{"error": {"message", "code"}}` JSON with an
+`x-github-request-id` (editors read an answer without one as a proxy or firewall intercepting the request;
+Retry-After is still honoured), and a re-sent attempt's answer made the flow's."""
 
 from __future__ import annotations
 
 import json
 import math
+import secrets
 
 import httpx
 from mitmproxy import http
 
 from ..core.pool import NoAccount, Unavailable
+from ..core.sessions import SELECTOR_REFUSED
 
 NOT_RETURNED = frozenset({b"content-length", b"connection", b"keep-alive", b"transfer-encoding"})
 
@@ -46,6 +50,12 @@ NO_ACCOUNT = {
         "pool_unavailable",
         "The Copilot pool has no accounts. Add accounts to the accounts file (pool_accounts).",
     ),
+    Unavailable.UNSERVED: (
+        400,
+        "model_not_supported",
+        "No Copilot account in the pool serves model {model!r}{endpoint}. The accounts' plans: {plans}.",
+    ),
+    Unavailable.SESSION_LOST: (401, "invalid_auto_mode_selector", SELECTOR_REFUSED),
 }
 
 
@@ -60,14 +70,33 @@ def code(e: NoAccount) -> str:
     return NO_ACCOUNT[e.reason][1]
 
 
-def no_account(e: NoAccount) -> http.Response:
+def no_account(e: NoAccount, model: str | None = None, endpoint: str | None = None, plans: str = "") -> http.Response:
+    """Why no account takes the request. SESSION_LOST: the session token's account cannot serve it, and a
+    session token works through no other, so the client is told to mint a new one (as the service would)."""
     status, error_code, message = NO_ACCOUNT[e.reason]
     wait = retry_after(e)
-    headers = {"content-type": "application/json"}
-    if wait is not None:
-        headers["retry-after"] = str(wait)
-    body = json.dumps({"error": {"message": message.format(retry_after=wait), "code": error_code}})
-    return http.Response.make(status, body, headers)
+    text = message.format(retry_after=wait, model=model, endpoint=f" on {endpoint}" if endpoint else "", plans=plans)
+    return error(status, error_code, text, {"retry-after": str(wait)} if wait is not None else {})
+
+
+def session_refused() -> http.Response:
+    return no_account(NoAccount(Unavailable.SESSION_LOST))
+
+
+def error(status: int, error_code: str, message: str, headers: dict[str, str] | None = None) -> http.Response:
+    body = json.dumps({"error": {"message": message, "code": error_code}})
+    return made(status, body, headers)
+
+
+def made(status: int, body: str, headers: dict[str, str] | None = None) -> http.Response:
+    """An answer of the pool's own, JSON, with a request id as GitHub's answers carry."""
+    fields = {"content-type": "application/json", "x-github-request-id": request_id(), **(headers or {})}
+    return http.Response.make(status, body, fields)
+
+
+def request_id() -> str:
+    """Shaped like GitHub's (`E2C4:3B0F:1A2B3C:4D5E6F:674D3A1B`); marked as the pool's by its first part."""
+    return f"C0DE:{secrets.token_hex(2).upper()}:{secrets.token_hex(3).upper()}:{secrets.token_hex(4).upper()}"
 
 
 def resent(status: int, headers: httpx.Headers, body: bytes) -> http.Response:

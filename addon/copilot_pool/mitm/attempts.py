@@ -1,16 +1,19 @@
 """The attempts of one pooled request, from the first (mitmproxy's own connection) to the final answer.
 
-`begin` (request hook) picks an account, or waits in line for one, swaps its credential in and points the
+`begin` (request hook) works out what the request needs (its session token's account, its model, its
+conversation's account), picks an account or waits in line for one, swaps its credential in and points the
 request at its endpoint. `settle` (response hook) judges each answer (core/classify.py) and records it on the
 account (Pool.record: served, or cooling), and while the answer says "try another account", nothing reached
 the client yet and attempts remain, sends the request again on another account with the addon's own client.
-`failed` (error hook) counts the attempt out. Every attempt holds its own lease and releases it exactly once;
-the credential kept in the flow is redacted once its answer is in.
+A WebSocket keeps its account until it closes (`closed`). `failed` (error hook) counts the attempt out. Every
+attempt holds its own lease and releases it exactly once; the credential kept in the flow is redacted once its
+answer is in.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -19,11 +22,14 @@ import httpx
 from mitmproxy import http
 
 from ..core.affinity import conversation_key
+from ..core.bodies import model_of
+from ..core.catalogue import MODEL_ENDPOINTS, merged, websocket_endpoint
 from ..core.classify import Outcome, Verdict, classify, connection_error
-from ..core.model import Account, Lease
-from ..core.pool import NoAccount, Unavailable
+from ..core.model import Account, Lease, State
+from ..core.pool import NoAccount, Unavailable, Want
 from ..core.quota import from_headers
-from ..core.routing import Route, sends_github_token
+from ..core.routing import WEBSOCKET_PATHS, Route, sends_github_token
+from ..core.sessions import MINTING_PATHS, SESSION_HEADER, minted
 from ..runtime.service import PoolService
 from . import answers
 from .settings import Settings
@@ -55,6 +61,8 @@ class Pooled:
     path: str  # as the client sent it: every attempt goes to its account's endpoint + this
     github_credential: bool  # the client sent a GitHub token (Copilot CLI), not a Copilot token
     conversation: str | None
+    want: Want  # what every attempt needs of its account
+    websocket: bool = False  # an upgrade: mitmproxy's own connection only, no re-send
     token_generation: int = 0  # the current account's token generation when the attempt was sent
     tried: list[Account] = field(default_factory=list)  # one entry per attempt
     exclude: list[Account] = field(default_factory=list)  # not to be tried again (connection errors)
@@ -70,6 +78,8 @@ class Attempts:
         self.service = service
         self.settings = Settings()  # the addon's current settings, replaced on every configure
         self.pooled: dict[str, Pooled] = {}  # flow id -> its request's attempts, until response or error
+        self.sockets: dict[str, Pooled] = {}  # flow id -> an open WebSocket's attempt, until it closes
+        self._listing: tuple[tuple[int, int], dict | None, frozenset[str]] = ((-1, -1), None, WEBSOCKET_PATHS)
         # Re-sent inference requests: answers can take minutes; many run at once. trust_env=False: HTTPS_PROXY
         # often points at this very proxy.
         self.upstream = httpx.AsyncClient(
@@ -80,33 +90,88 @@ class Attempts:
 
     def close(self) -> None:
         """Count out every attempt still open (mitmproxy is stopping)."""
-        for pooled in self.pooled.values():
+        for pooled in [*self.pooled.values(), *self.sockets.values()]:
             pooled.lease.release()
         self.pooled.clear()
+        self.sockets.clear()
+
+    # -- the pool's catalogue ------------------------------------------------------------------------
+
+    def catalogue(self) -> tuple[dict | None, frozenset[str]]:
+        """The merged `/models` answer of the accounts that can serve (None while no catalogue is known) and
+        every path some catalogue lists as a WebSocket; rebuilt only when a catalogue or a state changed."""
+        pool = self.service.pool
+        key = (pool.catalogues_version, pool.version)
+        if self._listing[0] != key:
+            usable = [
+                a.catalogue
+                for a in pool.accounts.values()
+                if a.catalogue is not None and a.base_state not in (State.FAILED, State.DISABLED)
+            ]
+            paths = frozenset().union(WEBSOCKET_PATHS, *(c.websocket_paths for c in usable))
+            self._listing = (key, merged(usable) if usable else None, paths)
+        return self._listing[1], self._listing[2]
 
     # -- request ------------------------------------------------------------------------------------
 
-    async def begin(self, flow: http.HTTPFlow, route: Route) -> None:
+    async def begin(self, flow: http.HTTPFlow, route: Route, websocket: bool = False) -> None:
         req = flow.request
+        path = req.path.split("?", 1)[0]
+        if path == "/models" and req.method == "GET":
+            listing, _ = self.catalogue()
+            if listing is not None:  # every model some account serves, in one answer
+                flow.response = answers.made(200, json.dumps(listing))
+                flow.comment = f"pool: /models merged from the accounts' catalogues ({len(listing['data'])} models)"
+                return
         conversation = conversation_key(req.headers)
+        want = self._want(req, path, websocket, conversation)
+        if want is None:
+            flow.response = answers.session_refused()
+            flow.comment = "pool: session token the pool never saw minted -> 401, the client mints a new one"
+            return
         try:
-            prefer = self.service.affinity.get(conversation)
-            lease, waited = await self.service.waits.acquire(self.settings.max_wait, prefer=prefer)
+            lease, waited = await self.service.waits.acquire(self.settings.max_wait, want)
         except NoAccount as e:
-            flow.response = answers.no_account(e)
+            self._no_account(flow, e, want)
             flow.comment = f"pool: no account ({answers.code(e)})"
-            flow.marked = COOLING_MARKER if flow.response.status_code == 429 else ":no_entry:"
             return
         if flow.error or not flow.live:
             lease.release()  # the client went away while we waited
             return
-        pooled = Pooled(lease, route, req.path, sends_github_token(req.headers.get("authorization")), conversation)
+        credential_kind = sends_github_token(req.headers.get("authorization"))
+        pooled = Pooled(lease, route, req.path, credential_kind, conversation, want, websocket)
         self.pooled[flow.id] = pooled
         base, credential = self._target(pooled)
         _point_at(req, base, pooled.path)
         req.headers["authorization"] = f"Bearer {credential}"
         flow.metadata["copilot_pool.account"] = lease.account.name
         flow.comment = f"pool: {_picked(lease, waited)}"
+
+    def _want(self, req: http.Request, path: str, websocket: bool, conversation: str | None) -> Want | None:
+        """What the request needs of an account; None for a session token whose account the pool never saw."""
+        only = None
+        if session := req.headers.get(SESSION_HEADER):
+            only = self.service.sessions.account_for(session)
+            if only is None:
+                return None
+        prefer = self.service.affinity.get(conversation)
+        if websocket:
+            return Want(prefer, only, endpoint=websocket_endpoint(path))
+        endpoint = MODEL_ENDPOINTS.get(path)
+        if endpoint is None or only is not None or not self._catalogues_known():
+            return Want(prefer, only)
+        model = model_of(req.raw_content) if not req.headers.get("content-encoding") else None
+        return Want(prefer, only, model, endpoint if model else None)
+
+    def _catalogues_known(self) -> bool:
+        return any(a.catalogue is not None for a in self.service.pool.accounts.values())
+
+    def _no_account(self, flow: http.HTTPFlow, e: NoAccount, want: Want) -> None:
+        if want.only is not None and e.reason is not Unavailable.BUSY:
+            e = NoAccount(Unavailable.SESSION_LOST)  # whatever kept its account away, the token works nowhere else
+        plans = ", ".join(f"{a.name}: {a.token.sku if a.token else '?'}" for a in self.service.pool.accounts.values())
+        flow.response = answers.no_account(e, want.model, want.endpoint, plans)
+        flow.marked = COOLING_MARKER if flow.response.status_code == 429 else ":no_entry:"
 
     def _target(self, pooled: Pooled) -> tuple[str, str]:
         """The endpoint the current attempt goes to and the credential it carries."""
@@ -138,11 +203,33 @@ class Attempts:
             return
         try:
             await self._fail_over(flow, pooled)
+            self._learn_session(flow, pooled)
         finally:
-            pooled.lease.release()
+            if pooled.websocket and flow.response is not None and flow.response.status_code == 101:
+                self.sockets[flow.id] = pooled  # the account serves the socket until it closes
+                flow.comment += ", WebSocket open"
+            else:
+                pooled.lease.release()
             flow.metadata["copilot_pool.account"] = pooled.lease.account.name
             flow.metadata["copilot_pool.attempts"] = pooled.attempts
             _redact(flow, pooled.lease.account.name)
+
+    def _learn_session(self, flow: http.HTTPFlow, pooled: Pooled) -> None:
+        """An auto-model session minted: its token works only through the account that minted it."""
+        response = flow.response
+        if pooled.path.split("?", 1)[0] in MINTING_PATHS and response is not None and 200 <= response.status_code < 300:
+            session = minted(response.get_content(strict=False))
+            if session is not None:
+                self.service.sessions.bind(session[0], pooled.lease.account.name, session[1])
+                flow.comment += f", session bound to {pooled.lease.account.name}"
+
+    def closed(self, flow: http.HTTPFlow) -> None:
+        """A pooled WebSocket closed (websocket_end): its account is free again."""
+        pooled = self.sockets.pop(flow.id, None)
+        if pooled is not None:
+            pooled.lease.release()
+            messages = len(flow.websocket.messages) if flow.websocket else 0
+            flow.comment += f" -> WebSocket closed after {messages} message(s)"
 
     async def _fail_over(self, flow: http.HTTPFlow, pooled: Pooled) -> None:
         """Act on the answer; while it says "try another account", nothing reached the client yet and attempts
@@ -150,14 +237,15 @@ class Attempts:
         response = flow.response
         assert response is not None
         verdict = self._judge(flow, pooled, response.status_code, response.headers, _error_body(response))
-        while verdict.failover and not response.stream and len(pooled.tried) < self.settings.max_attempts:
+        resendable = not response.stream and not pooled.websocket  # our client re-sends neither
+        while verdict.failover and resendable and len(pooled.tried) < self.settings.max_attempts:
             try:
                 # Cooling, failed and refreshing accounts are not picked; when none can serve, wait in line.
-                lease, waited = await self.service.waits.acquire(self.settings.max_wait, exclude=pooled.exclude)
+                lease, waited = await self.service.waits.acquire(self.settings.max_wait, pooled.want, pooled.exclude)
             except NoAccount as e:
                 flow.comment += f"; no other account ({answers.code(e)})"
                 if e.reason is not Unavailable.EXHAUSTED:
-                    flow.response = answers.no_account(e)  # nothing can serve now: the pool's own answer says when
+                    self._no_account(flow, e, pooled.want)  # nothing can serve now: the pool's own answer says why
                 break
             pooled.switch(lease)
             base, credential = self._target(pooled)
@@ -192,6 +280,10 @@ class Attempts:
             flow.marked = ":warning:"
             note += f", refreshing {account.name}'s token"
             service.token_refused(account, pooled.token_generation, f"after a {status} from Copilot")
+        elif verdict.recatalogue:
+            note += f", fetching {account.name}'s models again"
+            pooled.exclude.append(account)  # not for this request, whatever its catalogue says
+            service.catalogues.refresh(account)
         elif verdict.outcome is Outcome.OK:
             service.affinity.put(pooled.conversation, account.name)
         flow.comment += note
@@ -219,7 +311,7 @@ class Attempts:
     # -- error --------------------------------------------------------------------------------------
 
     def failed(self, flow: http.HTTPFlow) -> None:
-        pooled = self.pooled.pop(flow.id, None)
+        pooled = self.pooled.pop(flow.id, None) or self.sockets.pop(flow.id, None)
         if pooled is not None:
             pooled.lease.release()
             flow.comment += f" -> {flow.error.msg if flow.error else 'error'}"

@@ -13,7 +13,7 @@ from mitmproxy import exceptions
 
 from ..core.strategies import DEFAULT_STRATEGY, STRATEGIES
 from ..github import DEFAULT_GITHUB_API
-from ..runtime.service import DEFAULT_AFFINITY_TTL, DEFAULT_QUOTA_POLL
+from ..runtime.service import DEFAULT_AFFINITY_TTL, DEFAULT_MODELS_REFRESH, DEFAULT_QUOTA_POLL
 
 PREFIX = "pool_"  # option name = PREFIX + field name
 
@@ -29,6 +29,7 @@ class Settings:
     max_wait: int = 30
     affinity_ttl: int = DEFAULT_AFFINITY_TTL
     quota_poll: int = DEFAULT_QUOTA_POLL
+    models_refresh: int = DEFAULT_MODELS_REFRESH
     log_summary: int = 0
     allow_open_proxy: bool = False
 
@@ -49,6 +50,8 @@ HELP = {
     "after its last turn (0: no affinity).",
     "quota_poll": "Seconds between asking /copilot_internal/user for the quota of accounts whose answers did not "
     "report it lately (0: never ask).",
+    "models_refresh": "Seconds between fetching each account's /models catalogue again (0: only after each token "
+    "exchange and when an answer says it is stale).",
     "log_summary": "Seconds between summary log lines of the pool's state (0: none).",
     "allow_open_proxy": "Run even when listening on a non-loopback address without proxyauth.",
 }
@@ -58,6 +61,7 @@ BOUNDS = {
     "max_wait": (0, 3600),
     "affinity_ttl": (0, 7 * 86400),
     "quota_poll": (0, 86400),
+    "models_refresh": (0, 86400),
     "log_summary": (0, 86400),
 }
 CHOICES = {"strategy": list(STRATEGIES)}

@@ -12,11 +12,13 @@ from collections.abc import Coroutine
 
 from .. import LOGGER_NAME
 from ..core.affinity import Affinity
-from ..core.exchange import Exchange, FetchUser
+from ..core.exchange import Exchange, FetchModels, FetchUser
 from ..core.model import Account, AccountConfig, State, signature
 from ..core.pool import Pool, PoolChanges
+from ..core.sessions import Sessions
 from . import quota_poll, tasks
 from .accounts_file import AccountsFileError, AccountSource
+from .catalogues import CatalogueKeeper
 from .clock import Clock
 from .tokens import TokenKeeper
 from .waiting import WaitQueue
@@ -26,6 +28,7 @@ log = logging.getLogger(LOGGER_NAME)
 
 DEFAULT_AFFINITY_TTL = 3600
 DEFAULT_QUOTA_POLL = 300
+DEFAULT_MODELS_REFRESH = 600
 
 
 class UnknownAccount(KeyError):
@@ -38,15 +41,19 @@ class UnknownAccount(KeyError):
 
 
 class PoolService:
-    def __init__(self, exchange: Exchange, fetch_user: FetchUser, clock: Clock) -> None:
+    def __init__(self, exchange: Exchange, fetch_user: FetchUser, fetch_models: FetchModels, clock: Clock) -> None:
         self.clock = clock
         self.pool = Pool(clock)
         self.keeper = TokenKeeper(self.pool, exchange, clock)
         self.waits = WaitQueue(self.pool, clock)
         self.pool.listener = self.waits.serve
         self.affinity = Affinity(clock, DEFAULT_AFFINITY_TTL)
+        self.sessions = Sessions(clock)
+        self.catalogues = CatalogueKeeper(self.pool, fetch_models, clock, self.spawn)
+        self.keeper.on_token = self.catalogues.refresh
         self.fetch_user = fetch_user
         self.quota_poll_interval: float = DEFAULT_QUOTA_POLL
+        self.models_refresh_interval: float = DEFAULT_MODELS_REFRESH
         self.source: AccountSource | None = None
         self.running = False
         self.signature: str | None = None  # of the account set applied last
@@ -64,6 +71,7 @@ class PoolService:
                 self.keeper.start(account)
         self._watch()
         self.spawn(quota_poll.poll_forever(self.pool, self.fetch_user, self.clock, lambda: self.quota_poll_interval))
+        self.spawn(self.catalogues.run(lambda: self.models_refresh_interval))
 
     def stop(self) -> None:
         self.running = False
@@ -148,8 +156,9 @@ class PoolService:
         return ok
 
     def token_refused(self, account: Account, generation: int, reason: str) -> None:
-        """Copilot answered 401 to the token of `generation`: take it out at once (so a failover does not pick
-        it again) and exchange a new one, unless a newer token already replaced it."""
+        """Copilot refused the token of `generation` (401, or 421: sent to an endpoint that is no longer the
+        account's): take it out at once, so a failover does not pick it again, and exchange a new one (with its
+        endpoints, then its catalogue), unless a newer token already replaced it."""
         if account.token_generation == generation:
             self.pool.invalidate(account)
             self.spawn(self.refresh(account.name, reason=reason))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 
 from .. import LOGGER_NAME
 from ..core.exchange import Exchange, Exchanged, ExchangeError
@@ -33,6 +34,7 @@ class TokenKeeper:
         self.clock = clock
         self.loops: dict[str, asyncio.Task] = {}
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # name -> (lock, [waiters])
+        self.on_token: Callable[[Account], None] | None = None  # told of every new token (catalogue fetch)
 
     # -- loops --------------------------------------------------------------------------------------
 
@@ -112,7 +114,10 @@ class TokenKeeper:
         if account.config is not config or account.base_state is State.DISABLED:
             return False  # the credential changed or the account was disabled while we asked: discard
         token = self._on_pool_clock(exchanged)
-        if self.pool.token_received(account, token) is not State.ACTIVE:
+        was = self.pool.token_received(account, token)
+        if self.on_token is not None:
+            self.on_token(account)
+        if was is not State.ACTIVE:
             remaining = token.expires_at - self.clock.now()
             log.info(
                 f"pool: account {account.name} active "

@@ -18,14 +18,14 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from ..core.model import Account, Lease
-from ..core.pool import NoAccount, Pool
+from ..core.pool import ANY, NoAccount, Pool, Want
 from . import tasks
 from .clock import Clock
 
 
 @dataclass(eq=False)
 class _Waiter:
-    prefer: str | None
+    want: Want
     exclude: Collection[Account]
     deadline: float
     future: asyncio.Future = field(repr=False)
@@ -43,18 +43,18 @@ class WaitQueue:
         return sum(1 for w in self._queue if not w.future.done())
 
     async def acquire(
-        self, max_wait: float, prefer: str | None = None, exclude: Collection[Account] = ()
+        self, max_wait: float, want: Want = ANY, exclude: Collection[Account] = ()
     ) -> tuple[Lease, float]:
         """A lease now, or after waiting in line; returns it with the seconds waited. Raises NoAccount when
         waiting cannot help or takes longer than `max_wait`."""
         if not self._queue:
             try:
-                return self.pool.acquire(exclude, prefer), 0.0
+                return self.pool.acquire(want, exclude), 0.0
             except NoAccount as e:
                 if not _can_wait(e, max_wait):
                     raise
         start = self.clock.now()
-        waiter = _Waiter(prefer, exclude, start + max_wait, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(want, exclude, start + max_wait, asyncio.get_running_loop().create_future())
         self._queue.append(waiter)
         self.serve()
         try:
@@ -68,8 +68,8 @@ class WaitQueue:
 
     def serve(self) -> None:
         """Hand out leases in arrival order; fail waiters whose wait is over or cannot end in time; set the
-        timer for the next moment time alone may change that. A waiter that excluded accounts (tried them)
-        does not hold up those behind it, who may use those accounts."""
+        timer for the next moment time alone may change that. A waiter with needs of its own (accounts it
+        excluded, a model, a session's account) does not hold up those behind it, who may be served."""
         if not self._queue:
             return
         now = self.clock.now()
@@ -79,15 +79,16 @@ class WaitQueue:
         for waiter in self._queue:
             if waiter.future.done():
                 continue
-            if nothing_free is not None and not waiter.exclude:
+            plain = not waiter.exclude and waiter.want.any_account
+            if nothing_free is not None and plain:
                 e = nothing_free
             else:
                 try:
-                    waiter.future.set_result(self.pool.acquire(waiter.exclude, waiter.prefer))
+                    waiter.future.set_result(self.pool.acquire(waiter.want, waiter.exclude))
                     continue
                 except NoAccount as error:
                     e = error
-                    if not waiter.exclude:
+                    if plain:
                         nothing_free = e
             left = waiter.deadline - now
             if left <= 0 or not _can_wait(e, left):
