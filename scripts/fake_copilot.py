@@ -311,6 +311,17 @@ class FakeCopilot:
             self._get(account)
             self._invalidate(account)
 
+    def move(self, account: str, account_type: str) -> None:
+        """The account's endpoint moves (as after a plan change): its tokens now work only on the new host, so
+        a client still using the old endpoint gets 421 until it exchanges again."""
+        with self._lock:
+            acct = self._get(account)
+            acct.account_type = account_type
+            host = urlsplit(self.api_base(account_type)).hostname
+            for issued in self._tokens.values():
+                if issued.account == account:
+                    issued.api_host = host
+
     def set_models(self, account: str, models: list) -> None:
         """The account's catalogue: model ids (any endpoint but WebSockets) or whole /models entries."""
         with self._lock:

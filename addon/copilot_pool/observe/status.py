@@ -66,6 +66,7 @@ def _account(a: Account, now: float, wall: float) -> dict:
         "last_failure": a.last_failure if state in (State.FAILED, State.STARTING) else None,
         "last_used_s_ago": None if a.last_used == -math.inf else round(now - a.last_used),
         "quota": _quota(a.quota, now, wall),
+        "models": sorted(a.catalogue.entries) if a.catalogue else None,  # what its /models answer lists
     }
 
 
