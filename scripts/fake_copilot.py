@@ -7,7 +7,10 @@ Accounts of type "individual" are handed ``http://127.0.0.1:PORT`` as ``endpoint
 header: a credential presented on the wrong host gets 421, like the real service, so
 tests can tell whether a client honoured the account's ``endpoints.api``.
 
-Like the service, each account has its own model catalogue (``/models``; a model it lacks gets
+Like the service, every successful answer reports its cost in AI credits (``copilot_usage.total_nano_aiu``:
+top level in JSON, in the last event of a stream or WebSocket answer; the fake keeps its own sum per account
+and model), hidden per-account and per-model token buckets answer 429 with the codes and hints the
+service uses, and each account has its own model catalogue (``/models``; a model it lacks gets
 ``model_not_supported``), auto-model session tokens (``POST /auto``, ``/models/session``) work only
 through the account that minted them (otherwise ``401 Invalid auto-mode selector``), and
 ``GET /responses`` upgrades to a WebSocket that answers each ``response.create`` message with the
@@ -79,6 +82,7 @@ DEFAULT_MODELS = [  # every account's catalogue unless a test gives it another (
     {"id": "claude-sonnet-4", "vendor": "Anthropic", "supported_endpoints": ["/chat/completions", "/v1/messages"]},
     {"id": "text-embedding-3-small", "vendor": "Azure OpenAI", "capabilities": {"type": "embeddings"}},
 ]
+BILLED_KINDS = {"chat", "responses", "messages", "embeddings", "completions"}  # answers that report AI credits
 SELECTOR_REFUSED = b"Invalid auto-mode selector"  # the service's whole answer to a session token it cannot use
 SESSION_TTL = 3600
 ENGINE_COMPLETIONS = re.compile(r"^/v1/engines/([^/]+)/completions$")
@@ -124,6 +128,14 @@ class _Account:
     served: int = 0
     premium_used: int = 0
     models: list = dataclasses.field(default_factory=lambda: [dict(m) for m in DEFAULT_MODELS])
+
+
+@dataclasses.dataclass
+class _Bucket:
+    burst: float
+    per_second: float
+    code: str
+    state: dict = dataclasses.field(default_factory=dict)  # (account, model) -> (tokens, last refill)
 
 
 @dataclasses.dataclass
@@ -202,6 +214,7 @@ class FakeCopilot:
         self.exchange_delay = 0.0  # seconds before answering each token exchange
         self.churn_429 = 0.0  # fraction of would-be 2xx inference answers turned into 429 (benchmarks)
         self.churn_retry_ms = 20  # their `retry-after-ms` hint
+        self.cost_nano = (1_000_000, 90_000_000)  # what one answer costs, drawn at random (0.001-0.09 credits)
         self.stream_chunks, self.stream_interval = stream_chunks, stream_interval
         self.base_url = ""
         self.log: list[LogEntry] = []
@@ -216,6 +229,8 @@ class FakeCopilot:
         self._rl_default: tuple[int | None, float] = (rate_limit, rate_window)
         self._rl_account: dict[str, tuple[int | None, float]] = {}
         self._rl_state: dict[str, list] = {}  # account -> [window_start, admitted count]
+        self._buckets: dict[tuple[str, str | None], _Bucket] = {}  # (account or "*", model or None) -> bucket
+        self._nano: dict[tuple[str, str], int] = collections.Counter()  # (account, model) -> nano-AIU billed
         self._conns: set[socket.socket] = set()
         # GitHub's device flow: interval and slow_down step are seconds (GitHub: 5 and +5; tests use less)
         self.device_interval, self.device_slow_down_step, self.device_expires_in = 5.0, 5.0, 900.0
@@ -277,6 +292,21 @@ class FakeCopilot:
                 self._by_github.pop(old.github_token, None)
             self._accounts[name] = _Account(name, github_token, account_type, copilot)
             self._by_github[github_token] = name
+
+    def set_bucket(
+        self, burst: float, per_second: float, account: str = "*", model: str | None = None, code: str | None = None
+    ) -> None:
+        """A hidden token bucket, as the service's limits are: `burst` requests at once, refilled at `per_second`.
+        Per account ("*": each account its own), or for one model on it. Empty: 429 with the code
+        (`user_global_rate_limited`; `user_model_rate_limited` for a model) and the time to the next token."""
+        code = code or ("user_model_rate_limited" if model else "user_global_rate_limited")
+        with self._lock:
+            self._buckets[(account, model)] = _Bucket(burst, per_second, code)
+
+    def credits(self, account: str | None = None, model: str | None = None) -> int:
+        """Nano-AIU the fake billed, for an account and/or model (None: all)."""
+        with self._lock:
+            return sum(n for (a, m), n in self._nano.items() if account in (None, a) and model in (None, m))
 
     def set_rate_limit(self, limit: int | None, window: float = 60.0, account: str | None = None) -> None:
         """limit=None means unlimited. A per-account setting (even None) overrides the default."""
@@ -452,6 +482,29 @@ class FakeCopilot:
         """A session token works only through the account that minted it, until it expires."""
         minted = self._sessions.get(token) if token else None
         return minted is not None and minted[0] == account and time.time() < minted[1]
+
+    def _take_token(self, account: str, model: str) -> tuple[str, float] | None:
+        """Admit the request against the hidden buckets, or (code, seconds to the next token)."""
+        now = time.monotonic()
+        for key in ((account, None), ("*", None), (account, model), ("*", model)):
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                continue
+            state_key = (account, key[1])
+            tokens, seen = bucket.state.get(state_key, (bucket.burst, now))
+            tokens = min(bucket.burst, tokens + (now - seen) * bucket.per_second)
+            if tokens < 1:
+                bucket.state[state_key] = (tokens, now)
+                return bucket.code, (1 - tokens) / bucket.per_second
+            bucket.state[state_key] = (tokens - 1, now)
+        return None
+
+    def _bill(self, account: str, model: str) -> dict:
+        """What one answer cost: random, so that only an exact sum of the reported values matches the fake's."""
+        nano = random.randint(*self.cost_nano)
+        with self._lock:
+            self._nano[(account, model)] += nano
+        return {"total_nano_aiu": nano, "token_details": [{"token_type": "input", "nano_aiu": nano // 3}]}
 
     def _quota(self, acct: _Account) -> tuple[int, float]:
         remaining = max(0, PREMIUM_ENTITLEMENT - acct.premium_used)
@@ -680,8 +733,6 @@ class _Handler(BaseHTTPRequestHandler):
         """Judge one Copilot call as the service would: (account, status, refusal body or None, headers).
         A 2xx comes back without a body, to be built outside the lock."""
         f = self.fake
-        if f.delay:
-            time.sleep(f.delay)
         cred = self._credential(("bearer",))
         bad_json = not isinstance(request, dict)
         request = {} if bad_json else request
@@ -740,6 +791,17 @@ class _Handler(BaseHTTPRequestHandler):
             elif (retry := f._rate_limited(acct.name, time.time())) is not None:
                 status, payload = 429, _json(RATE_LIMITED)
                 headers["Retry-After"] = str(retry)
+            elif kind in BILLED_KINDS and (empty := f._take_token(acct.name, model)) is not None:
+                code, wait = empty
+                message = "Sorry, you have been rate-limited. Please wait a moment before trying again."
+                status, payload = 429, _json({"error": {"message": message, "code": code}})
+                headers.update(
+                    {
+                        "Retry-After": str(max(1, math.ceil(wait))),
+                        "retry-after-ms": str(math.ceil(wait * 1000)),
+                        "x-ratelimit-exceeded": f"{code}:{model}",
+                    }
+                )
             elif f.churn_429 and random.random() < f.churn_429:
                 status, payload = 429, _json(RATE_LIMITED)
                 headers["retry-after-ms"] = str(f.churn_retry_ms)
@@ -760,8 +822,11 @@ class _Handler(BaseHTTPRequestHandler):
                         "rst": _next_reset().strftime("%Y-%m-%dT%H:%M:%SZ"),
                     }
                 )
-            # Logged at decision time, so a client that has any answer already finds it in the log.
+            # Logged at arrival (the decision is made then), so the log shows when requests came and how many
+            # were in flight at once; the answer takes `delay` after that.
             self._record(acct.name if acct else None, cred_kind, status, cred)
+        if f.delay:
+            time.sleep(f.delay)
         return acct, status, payload, headers
 
     def _answer(self, kind: str, acct: _Account, model: str, request: dict) -> dict:
@@ -778,7 +843,10 @@ class _Handler(BaseHTTPRequestHandler):
             return {**answer, "selected_model": selected["id"], "available_models": [m["id"] for m in acct.models]}
         if kind == "intent":
             return {"ok": True}
-        return _answer(kind, acct.name, model, request)
+        answer = _answer(kind, acct.name, model, request)
+        if kind in BILLED_KINDS:
+            answer["copilot_usage"] = self.fake._bill(acct.name, model)
+        return answer
 
     def _stream(self, kind: str, account: str, model: str, headers: dict) -> None:
         self.send_response(200)
@@ -792,9 +860,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, str(v))
         self.end_headers()
         f = self.fake
-        events = _chat_events if kind == "chat" else _responses_events
+        events = (_chat_events if kind == "chat" else _responses_events)(account, model, f.stream_chunks)
+        events[-1]["copilot_usage"] = f._bill(account, model)  # the usage rides on the last event
         try:
-            for i, event in enumerate(events(account, model, f.stream_chunks)):
+            for i, event in enumerate(events):
                 if i:
                     time.sleep(f.stream_interval)
                 event["sent_at"] = time.time()
@@ -869,7 +938,9 @@ class _Handler(BaseHTTPRequestHandler):
                 acct.served += 1
                 if message.get("initiator", "user") == "user":
                     acct.premium_used += 1
-            events = _responses_events(acct.name, message.get("model") or "gpt-5.4", f.stream_chunks)
+            model = message.get("model") or "gpt-5.4"
+            events = _responses_events(acct.name, model, f.stream_chunks)
+            events[-1]["response"]["copilot_usage"] = f._bill(acct.name, model)
             own_ids.add(events[0]["response"]["id"])
         for i, event in enumerate(events):
             if i:
@@ -1058,6 +1129,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refresh-in", type=int, default=1500)
     p.add_argument("--stream-chunks", type=int, default=5)
     p.add_argument("--stream-interval-ms", type=float, default=20.0)
+    p.add_argument("--bucket", metavar="BURST/PER_SECOND", help="a hidden token bucket on each account")
+    p.add_argument(
+        "--model-bucket",
+        action="append",
+        default=[],
+        metavar="MODEL=BURST/PER_SECOND",
+        help="a hidden token bucket for one model on each account",
+    )
     a = p.parse_args(argv)
 
     fake = FakeCopilot(
@@ -1075,6 +1154,13 @@ def main(argv: list[str] | None = None) -> int:
     fake.churn_429, fake.churn_retry_ms = a.churn_429, a.churn_retry_ms
     for name, token, kind in a.account:
         fake.add_account(name, token, kind)
+    if a.bucket:
+        burst, rate = (float(x) for x in a.bucket.split("/"))
+        fake.set_bucket(burst, rate)
+    for spec in a.model_bucket:
+        model, _, limits = spec.partition("=")
+        burst, rate = (float(x) for x in limits.split("/"))
+        fake.set_bucket(burst, rate, model=model)
 
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

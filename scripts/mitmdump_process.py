@@ -47,7 +47,8 @@ class Mitmdump:
         args: list[str] = (),
     ):
         self.confdir = confdir
-        self.proxyauth = str(options.get("proxyauth", ""))  # USER:PASS, for the status page
+        auth = str(options.get("proxyauth", ""))
+        self.proxyauth = auth if ":" in auth and not auth.startswith("@") else ""  # USER:PASS, for the status page
         settings = {
             "confdir": confdir,
             "listen_host": "127.0.0.1",

@@ -61,7 +61,7 @@ def test_429_cools_the_account_and_next_requests_avoid_it(start_proxy, fake, tmp
         "alice",
         429,
         headers={"retry-after": "120"},
-        body={"error": {"message": "rate limited", "code": "user_model_rate_limited"}},
+        body={"error": {"message": "rate limited", "code": "user_global_rate_limited"}},
     )
     with proxy.client() as client:
         statuses = [(r.status_code, r.headers["x-fake-account"]) for r in (chat(client) for _ in range(8))]

@@ -72,14 +72,15 @@ def test_cooldown_log_reports_start_move_and_end():
     alice, bob = pool.accounts["alice"], pool.accounts["bob"]
 
     assert cooldowns.sweep() == []
-    pool.cool(alice, 30)
+    pool.cool(alice, 30, "user_global_rate_limited")
     [line] = cooldowns.sweep()
-    assert re.fullmatch(r"pool: account alice cooling until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d \(30s\)", line)
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
+    assert re.fullmatch(rf"pool: account alice cooling until {stamp} \(30s\): user_global_rate_limited", line)
     clock.advance(10)
     pool.cool(alice, 5)  # cooldowns only extend: nothing moved
     assert cooldowns.sweep() == []
-    pool.cool(alice, 100)
-    assert cooldowns.sweep()[0].endswith("(100s)")
+    pool.cool(alice, 100, "weekly limit")
+    assert cooldowns.sweep()[0].endswith("(100s): weekly limit")
     clock.advance(101)
     assert cooldowns.sweep() == ["pool: account alice active again: cooldown over"]
     assert cooldowns.sweep() == []
@@ -94,6 +95,17 @@ def test_cooldown_log_reports_start_move_and_end():
         handler.records[3].getMessage(),
     ]
     assert all(r.levelno == logging.INFO for r in handler.records)
+    pool.cool(alice, 20, "user_model_rate_limited", model="gpt-5")  # alice keeps serving the other models
+    model_line = cooldowns.sweep()[0]
+    assert re.fullmatch(
+        rf"pool: account alice cooling for gpt-5 until {stamp} \(20s\): user_model_rate_limited", model_line
+    )
+    clock.advance(21)
+    assert cooldowns.sweep() == ["pool: account alice serves gpt-5 again: cooldown over"]
+    pool.hold(clock.now() + 5, "integration_rate_limited on 2 accounts at once")
+    assert cooldowns.sweep() == []  # its start is logged where it happens, with why
+    clock.advance(6)
+    assert cooldowns.sweep() == ["pool: the hold on the whole pool is over; accounts ease back in"]
 
 
 def test_summary_line_counts_states():

@@ -21,7 +21,10 @@ def queue_for(pool):
 def test_lower_tier_only_when_every_higher_tier_account_is_unavailable():
     clock = FakeClock()
     pool = pool_of(config("main1"), config("main2"), config("backup", priority=1), clock=clock)
-    assert {pool.acquire().account.name for _ in range(20)} == {"main1", "main2"}
+    picks = [pool.acquire() for _ in range(20)]
+    assert {lease.account.name for lease in picks} == {"main1", "main2"}
+    for lease in picks:
+        lease.release()
     pool.cool(pool.accounts["main1"], 30)
     pool.invalidate(pool.accounts["main2"])
     lease = pool.acquire()

@@ -6,6 +6,8 @@ One table (mirrored in README.md), decided before anything acts on an answer:
 |------------------------------------------|---------------------------------------|----------------------|
 | 2xx, 3xx                                 | served                                | done                 |
 | 402, or a quota code in the body         | cools until the quota resets          | another account      |
+| 429 `user_model_rate_limited`            | cools for that model only             | another account      |
+| 429 weekly or session limit              | cools until the reset its headers say | another account      |
 | 429                                      | cools for the hint, else the default  | another account      |
 | 401 `Invalid auto-mode selector`         | nothing (the session token is bound)  | passed through       |
 | 401                                      | token refreshed                       | another account      |
@@ -23,8 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .limits import POOL_WIDE_CODES, Scope
 from .parse import json_object
-from .quota import from_headers
+from .quota import from_headers, usage_limits
 from .retry_after import retry_after_seconds
 from .sessions import SELECTOR_REFUSED
 
@@ -32,6 +35,9 @@ QUOTA_CODES = frozenset({"quota_exceeded", "free_quota_exceeded", "overage_limit
 MODEL_CODES = frozenset({"model_not_supported", "unsupported_api_for_model", "no_available_model_endpoints"})
 CALLER_ERRORS = frozenset({400, 413, 422, 466})
 QUOTA_COOLDOWN = 6 * 3600.0  # quota exhausted and no reset time given
+MODEL_LIMIT_CODES = frozenset({"user_model_rate_limited", "model_overloaded"})
+WEEKLY_CODES = frozenset({"user_weekly_rate_limited"})
+BLOCKED_COOLDOWN = 300.0  # `extension_blocked`: about five minutes, as the service asks
 MAX_QUOTA_COOLDOWN = 31 * 86400.0  # quotas reset monthly
 MAX_BODY_SNIFF = 64 * 1024
 
@@ -58,6 +64,9 @@ class Verdict:
     cooldown: float | None = None  # seconds to cool the account
     refresh: bool = False  # the account's token was refused: re-exchange it
     recatalogue: bool = False  # the account's model catalogue is stale: fetch it again
+    scope: Scope = Scope.ACCOUNT  # what the cooldown covers: the account, or only the request's model
+    reason: str | None = None  # the limit's name (the error code, "weekly limit", ...), shown with the cooldown
+    pool_wide: bool = False  # may be a limit on the integration or the address, not on this account
 
     def describe(self) -> str:
         what = f"{self.status}" if self.status else "connection error"
@@ -72,10 +81,10 @@ def classify(
         return Verdict(Outcome.OK, status)
     code = _error_code(body) if 400 <= status < 500 else None
     if status == 402 or code in QUOTA_CODES:
-        return Verdict(Outcome.QUOTA_EXHAUSTED, status, failover=True, cooldown=quota_cooldown(headers, wall_now))
+        cooldown = quota_cooldown(headers, wall_now)
+        return Verdict(Outcome.QUOTA_EXHAUSTED, status, failover=True, cooldown=cooldown, reason="quota exhausted")
     if status == 429:
-        hint = retry_after_seconds(headers, wall_now)
-        return Verdict(Outcome.RATE_LIMITED, status, failover=True, cooldown=default_cooldown if hint is None else hint)
+        return _rate_limited(headers, code, wall_now, default_cooldown)
     if status == 401 and body and SELECTOR_REFUSED.encode() in body[:MAX_BODY_SNIFF]:
         return Verdict(Outcome.SESSION_REFUSED, status)  # the client mints a new session token itself
     if status == 401:
@@ -89,6 +98,29 @@ def classify(
     if status >= 500:
         return Verdict(Outcome.UPSTREAM_ERROR, status)
     return Verdict(Outcome.OTHER, status)
+
+
+def _rate_limited(headers: Mapping[str, str], code: str | None, wall_now: float, default_cooldown: float) -> Verdict:
+    """A 429's scope and length: a model-specific limit cools that model only; a weekly or session limit cools
+    the account until the reset its headers name; the rest for the hint, else the default."""
+    code = (code or "").split(":", 1)[0] or None  # codes may carry details after a colon
+    hint = retry_after_seconds(headers, wall_now)
+    wait = default_cooldown if hint is None else hint
+    reason = code or "rate limited"
+    limits = usage_limits(headers, 0.0)
+    spent = [kind for kind, limit in limits.items() if limit.percent_remaining <= 0 and limit.resets_at]
+    if code in WEEKLY_CODES and "weekly" not in spent and "weekly" in limits:
+        spent.append("weekly")
+    for kind in spent:
+        reset = limits[kind].resets_at
+        if reset is not None and reset > wall_now:
+            return Verdict(
+                Outcome.RATE_LIMITED, 429, True, min(reset - wall_now, MAX_QUOTA_COOLDOWN), reason=f"{kind} limit"
+            )
+    if code == "extension_blocked" and hint is None:
+        wait = BLOCKED_COOLDOWN
+    scope = Scope.MODEL if code in MODEL_LIMIT_CODES else Scope.ACCOUNT
+    return Verdict(Outcome.RATE_LIMITED, 429, True, wait, scope=scope, reason=reason, pool_wide=code in POOL_WIDE_CODES)
 
 
 def connection_error() -> Verdict:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
 from .catalogue import Catalogue
+from .limits import Cooldown, Pacer
 from .quota import Quota
 
 
@@ -29,6 +30,7 @@ class AccountConfig:
     max_concurrency: int | None = None  # requests in flight at once on this account; None: no limit
     weight: int = 1  # share of the traffic relative to the other accounts (least-busy, weighted)
     priority: int = 0  # tier: 0 is tried first; a higher number only when every lower-numbered tier is unavailable
+    credit_budget: float | None = None  # AI credits it may spend per billing month; None: no budget
     token_file: str | None = field(default=None, compare=False)  # watched for changes; not part of the identity
 
 
@@ -73,12 +75,21 @@ class Account:
     token_generation: int = 0  # bumped on every new token; lets waiting refreshes see they were served
     in_flight: int = 0
     last_used: float = -math.inf
-    cooldown_until: float = 0.0
+    cooldown_until: float = 0.0  # the whole account rests until then ...
+    cooldown_reason: str | None = None  # ... because of this
+    model_cooldowns: dict[str, Cooldown] = field(default_factory=dict)  # model -> it rests for that model only
+    pacers: dict[str | None, Pacer] = field(default_factory=dict)  # None: the account; a model: that model
+    ease: int | None = None  # requests it may have in flight while easing back in after a cooldown
     failures: int = 0
     last_failure: str | None = None
     served: int = 0
     rate_limited: int = 0
     quota: Quota | None = None  # last premium quota seen (response headers or /copilot_internal/user)
+    usage_limits: dict[str, Quota] = field(default_factory=dict)  # "session" / "weekly", from answers' headers
+    credits: dict[str, int] = field(default_factory=dict)  # model -> nano-AIU its answers reported, since start
+    month: str = ""  # the billing month `month_nano` counts (UTC, "2026-12")
+    month_nano: int = 0
+    budget_until: float = 0.0  # its credit budget is spent: not picked before then (pool clock)
     catalogue: Catalogue | None = None  # the models it serves (its /models answer); None: not known yet
 
     @property
@@ -94,7 +105,32 @@ class Account:
         return self.token is not None and self.token.expires_at > now
 
     def pickable(self, now: float) -> bool:
-        return self.base_state is State.ACTIVE and self.cooldown_until <= now and self.has_valid_token(now)
+        return (
+            self.base_state is State.ACTIVE
+            and self.cooldown_until <= now
+            and self.budget_until <= now
+            and self.has_valid_token(now)
+        )
+
+    def resting_until(self, model: str | None) -> float:
+        """When its cooldowns for this request end: the account's, its budget's, the model's (pool clock)."""
+        until = max(self.cooldown_until, self.budget_until)
+        if model is not None and (cooldown := self.model_cooldowns.get(model)) is not None:
+            until = max(until, cooldown.until)
+        return until
+
+    def paced_until(self, model: str | None) -> float:
+        """When its pacers let it send the next request for `model`."""
+        until = 0.0
+        for scope in {None, model}:
+            pacer = self.pacers.get(scope)
+            if pacer is not None and pacer.rate is not None:
+                until = max(until, pacer.next_at)
+        return until
+
+    def can_send(self, now: float, model: str | None) -> bool:
+        """Room under max_concurrency and its easing, its model not cooling, its pacers ready."""
+        return self.has_room() and self.resting_until(model) <= now and self.paced_until(model) <= now
 
     def serves(self, model: str | None, endpoint: str | None) -> bool:
         """Whether its catalogue lists the model on the endpoint; an unknown catalogue serves anything."""
@@ -102,6 +138,8 @@ class Account:
 
     def has_room(self) -> bool:
         limit = self.config.max_concurrency
+        if self.ease is not None:
+            limit = self.ease if limit is None else min(limit, self.ease)
         return limit is None or self.in_flight < limit
 
 

@@ -16,9 +16,11 @@ from enum import StrEnum
 from .catalogue import Catalogue
 from .classify import Outcome, Verdict
 from .clock import Clock
+from .limits import EASE_START, Cooldown, Pacer, Scope, StormWatch, eased
 from .model import Account, AccountConfig, CopilotToken, Lease, State
 from .quota import Quota
 from .strategies import DEFAULT_STRATEGY, Ready, Strategy, make_strategy
+from .usage import NANO_PER_CREDIT, month, next_month_start
 
 
 class Unavailable(StrEnum):
@@ -32,9 +34,10 @@ class Unavailable(StrEnum):
     EMPTY = "empty"  # the pool has no accounts
     UNSERVED = "unserved"  # no account's catalogue has the model (on that endpoint)
     SESSION_LOST = "session lost"  # the session token's account cannot serve (cooling, failed, disabled, gone)
+    POOL_LIMITED = "pool limited"  # distinct accounts were limited back to back: the limit is the pool's
 
 
-WAITABLE = frozenset({Unavailable.BUSY, Unavailable.COOLING, Unavailable.STARTING})  # time can mend these
+WAITABLE = frozenset({Unavailable.BUSY, Unavailable.COOLING, Unavailable.STARTING, Unavailable.POOL_LIMITED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,15 @@ class NoAccount(Exception):
         return self.reason in WAITABLE
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What one answer did to its account, for the flow's comment and the log."""
+
+    cooling_until: float | None = None  # the cooldown it caused (pool clock)
+    scope: Scope = Scope.ACCOUNT
+    pool_held_until: float | None = None  # it made a storm: the whole pool holds until then
+
+
 @dataclass
 class PoolChanges:
     added: list[Account] = field(default_factory=list)
@@ -88,6 +100,8 @@ class Pool:
         self.version = 0  # bumped by every transition that may change which accounts can be picked
         self.listener: Callable[[], None] | None = None  # told after every change (the wait queue)
         self.catalogues_version = 0  # bumped when any account's catalogue arrives or an account leaves
+        self.storms = StormWatch()  # its `accounts` is the pool_storm_accounts option
+        self.held: Cooldown | None = None  # a limit on the whole pool: nobody is picked before its end
         self._tiers: list[list[Account]] = []  # accounts grouped by priority, best tier first; rebuilt by apply
         self._ready: list[Ready] = []  # each tier's pickable accounts, rebuilt when stale (see _ready_tiers)
         self._ready_version = -1  # the version they reflect
@@ -108,21 +122,24 @@ class Pool:
         accounts, not all of them.
         """
         now = self.clock.now()
+        if self.held is not None and self.held.until > now:
+            raise NoAccount(Unavailable.POOL_LIMITED, self.held.until - now)
         if want.only is not None:
             return self._session_lease(want.only, exclude, now)
+        model = want.model
         if want.prefer is not None:
             account = self.accounts.get(want.prefer)
             if (
                 account is not None
                 and account not in exclude
                 and account.pickable(now)
-                and account.has_room()
+                and account.can_send(now, model)
                 and want.allows(account)
             ):
-                return self._lease(account, now, "affinity")
+                return self._lease(account, now, "affinity", model)
 
         def eligible(account: Account) -> bool:
-            return account.has_room() and account not in exclude and want.allows(account)
+            return account.can_send(now, model) and account not in exclude and want.allows(account)
 
         for ready in self._ready_tiers(now):
             account = self.strategy.pick(ready, eligible)
@@ -130,7 +147,7 @@ class Pool:
                 top = self._tiers[0][0].config.priority
                 tier_note = f", tier {account.config.priority}" if account.config.priority != top else ""
                 count = len(ready.in_file_order)
-                return self._lease(account, now, f"{self.strategy.name} among {count} ready{tier_note}")
+                return self._lease(account, now, f"{self.strategy.name} among {count} ready{tier_note}", model)
         raise self._why_none(now, exclude, want)
 
     def _session_lease(self, name: str, exclude: Collection[Account], now: float) -> Lease:
@@ -142,8 +159,8 @@ class Pool:
             raise NoAccount(Unavailable.STARTING)  # a new token is on its way
         if not account.pickable(now):
             raise NoAccount(Unavailable.SESSION_LOST)  # cooling: the client mints a session elsewhere
-        if not account.has_room():
-            raise NoAccount(Unavailable.BUSY)
+        if not account.can_send(now, None):
+            raise NoAccount(Unavailable.BUSY, max(0.0, account.paced_until(None) - now) or None)
         return self._lease(account, now, "session token")
 
     def _ready_tiers(self, now: float) -> list[Ready]:
@@ -156,14 +173,18 @@ class Pool:
                     self._ready.append(Ready(ready))
                 for a in tier:
                     if a.base_state is State.ACTIVE and a.token is not None and a.token.expires_at > now:
-                        ends = a.cooldown_until if a.cooldown_until > now else a.token.expires_at
+                        resting = a.resting_until(None)
+                        ends = resting if resting > now else a.token.expires_at
                         self._ready_until = min(self._ready_until, ends)
         return self._ready
 
-    def _lease(self, account: Account, now: float, reason: str) -> Lease:
+    def _lease(self, account: Account, now: float, reason: str, model: str | None = None) -> Lease:
         lease = Lease(account, f"{reason}, {account.in_flight} in flight", self._release)
         account.last_used = now
         account.in_flight += 1
+        for scope in {None, model}:
+            if (pacer := account.pacers.get(scope)) is not None:
+                pacer.started(now)
         for ready in self._ready:
             ready.used(account)
         return lease
@@ -179,10 +200,13 @@ class Pool:
             return NoAccount(Unavailable.UNSERVED)
         others = [a for a in candidates if a not in exclude] if exclude else candidates
         usable = [a for a in others if a.base_state is State.ACTIVE and a.has_valid_token(now)]
-        if any(a.cooldown_until <= now for a in usable):
-            return NoAccount(Unavailable.BUSY)
+        model = want.model
+        rested = [a for a in usable if a.resting_until(model) <= now]
+        if rested:  # at max_concurrency, easing back in, or paced: the first pace ends when
+            paced = [a.paced_until(model) - now for a in rested if a.has_room()]
+            return NoAccount(Unavailable.BUSY, max(0.0, min(paced)) if paced else None)
         if usable:
-            return NoAccount(Unavailable.COOLING, min(a.cooldown_until for a in usable) - now)
+            return NoAccount(Unavailable.COOLING, min(a.resting_until(model) for a in usable) - now)
         if any(a.base_state is State.STARTING for a in others):
             return NoAccount(Unavailable.STARTING)
         if exclude and any(a.pickable(now) for a in exclude):
@@ -249,31 +273,99 @@ class Pool:
             self._changed()
         return account.base_state
 
-    def cool(self, account: Account, seconds: float) -> float:
-        """Cool the account for `seconds`; a cooldown is only ever extended, never shortened. Returns its end."""
-        until = self.clock.now() + seconds
+    def cool(self, account: Account, seconds: float, reason: str = "rate limited", model: str | None = None) -> float:
+        """Cool the account, or only `model` on it, for `seconds`. A cooldown is only ever extended, never
+        shortened (each scope its own). Returns its end. Out of an account cooldown it eases back in."""
+        now = self.clock.now()
+        until = now + seconds
+        if model is not None:
+            cooldowns = account.model_cooldowns
+            for expired in [m for m, c in cooldowns.items() if c.until <= now]:
+                del cooldowns[expired]
+            if model not in cooldowns or until > cooldowns[model].until:
+                cooldowns[model] = Cooldown(until, reason)
+                self._tell()  # ready lists hold no model cooldowns: no version bump
+            return cooldowns[model].until
         if until > account.cooldown_until:
-            account.cooldown_until = until
+            account.cooldown_until, account.cooldown_reason = until, reason
+            account.ease = EASE_START
             self._changed()
         return account.cooldown_until
 
     def set_cooldown(self, account: Account, seconds: float) -> None:
         """The operator's word: cool for exactly `seconds` from now (0 ends a cooldown early)."""
         account.cooldown_until = self.clock.now() + seconds
+        account.cooldown_reason = "operator" if seconds else None
         self._changed()
 
-    def record(self, account: Account, verdict: Verdict) -> float | None:
-        """What one upstream answer means for the account: served, or cooling (a 429, a 402). Returns the end
-        of the cooldown it caused, if any."""
+    def record(self, account: Account, verdict: Verdict, model: str | None = None) -> Recorded:
+        """What one upstream answer means for the account: served, or cooling (a 429, a 402) for the scope the
+        limit names, with its pace slowed; several accounts limited back to back hold the whole pool."""
+        now = self.clock.now()
         if verdict.cooldown is not None:
             account.rate_limited += 1
-            return self.cool(account, verdict.cooldown)
+            scoped = model if verdict.scope is Scope.MODEL else None
+            until = self.cool(account, verdict.cooldown, verdict.reason or str(verdict.outcome), scoped)
+            if verdict.outcome is Outcome.RATE_LIMITED:
+                account.pacers.setdefault(scoped, Pacer()).limited(now)
+            held = None
+            if verdict.pool_wide and (end := self.storms.limited(account.name, now, until)) is not None:
+                held = self.hold(end, f"{verdict.reason} on {self.storms.accounts} accounts at once")
+            return Recorded(until, Scope.MODEL if scoped else Scope.ACCOUNT, held)
         if verdict.outcome is Outcome.OK:
             account.served += 1
-        return None
+            for scope in {None, model}:
+                if (pacer := account.pacers.get(scope)) is not None:
+                    pacer.succeeded()
+            account.ease = eased(account.ease)
+        return Recorded()
+
+    def hold(self, until: float, reason: str) -> float:
+        """A limit on the whole pool (the integration's, the address's): no account is picked before `until`,
+        and every account eases back in after it. Extended, never shortened. Returns its end."""
+        now = self.clock.now()
+        if self.held is None or self.held.until <= now or until > self.held.until:
+            self.held = Cooldown(until, reason)
+            for account in self.accounts.values():
+                account.ease = EASE_START
+            self._changed()
+        return self.held.until
+
+    def credits_spent(self, account: Account, model: str | None, nano: int) -> None:
+        """An answer's cost in nano-AIU. Past its monthly budget, the account rests until the month resets."""
+        account.credits[model or "?"] = account.credits.get(model or "?", 0) + nano
+        wall = self.clock.wall()
+        if account.month != month(wall):
+            account.month, account.month_nano = month(wall), 0
+        account.month_nano += nano
+        self._check_budget(account)
+
+    def _check_budget(self, account: Account) -> None:
+        budget = account.config.credit_budget
+        spent = budget is not None and account.month_nano >= budget * NANO_PER_CREDIT
+        wall, now = self.clock.wall(), self.clock.now()
+        if spent and account.budget_until <= now:
+            quota = account.quota
+            reset = quota.resets_at if quota and quota.resets_at and quota.resets_at > wall else None
+            account.budget_until = now + ((reset or next_month_start(wall)) - wall)
+            self._changed()
+        elif not spent and account.budget_until > now:  # a raised budget, or a new month
+            account.budget_until = 0.0
+            self._changed()
 
     def quota_seen(self, account: Account, quota: Quota) -> None:
         account.quota = quota
+
+    def usage_limits_seen(self, account: Account, limits: dict[str, Quota]) -> None:
+        account.usage_limits.update(limits)
+
+    def model_refused(self, account: Account, model: str | None) -> None:
+        """The account said it does not serve `model` (after all): take it off its catalogue now, until the
+        catalogue fetched again says otherwise."""
+        catalogue = account.catalogue
+        if model is not None and catalogue is not None and model in catalogue.entries:
+            entries = {m: e for m, e in catalogue.entries.items() if m != model}
+            self.catalogue_received(account, Catalogue(entries, catalogue.fetched_at))
 
     def catalogue_received(self, account: Account, catalogue: Catalogue) -> None:
         """The account's own /models answer: from now on it gets only the models it serves."""
@@ -307,6 +399,8 @@ class Pool:
                     account.base_state = State.STARTING
                     account.token = None
                     (changes.enabled if not old.enabled else changes.credential_changed).append(account)
+                if old.credit_budget != config.credit_budget:
+                    self._check_budget(account)
             updated[name] = account
         self.accounts = updated  # keeps the file's order, which round-robin follows
         self._tiers = _tiers(updated.values())

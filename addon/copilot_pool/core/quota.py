@@ -47,23 +47,42 @@ class Quota:
         return f"{self.remaining:.0f}/{self.entitlement}"
 
 
+USAGE_LIMIT_HEADERS = {"session": "x-usage-ratelimit-session", "weekly": "x-usage-ratelimit-weekly"}
+
+
 def from_headers(headers: Mapping[str, str], now: float) -> Quota | None:
     """The quota in a Copilot response's headers, or None when it carries none (or garbage)."""
     for name in SNAPSHOT_HEADERS:
         value = headers.get(name)
         if value:
-            fields = _form_fields(value)
-            entitlement, percent = finite_float(fields.get("ent")), finite_float(fields.get("rem"))
-            if entitlement is None or percent is None:
-                return None
-            return Quota(
-                int(entitlement),
-                min(max(percent, 0.0), 100.0),
-                fields.get("ovPerm", "").lower() == "true",
-                parse_reset(fields.get("rst")),
-                now,
-            )
+            return snapshot(value, now)
     return None
+
+
+def usage_limits(headers: Mapping[str, str], now: float) -> dict[str, Quota]:
+    """The session and weekly usage limits an answer reports (`x-usage-ratelimit-session` / `-weekly`), in the
+    snapshot format of the quota headers: `rem` is the percent left, `rst` the reset."""
+    found = {}
+    for kind, name in USAGE_LIMIT_HEADERS.items():
+        value = headers.get(name)
+        if value and (limit := snapshot(value, now)) is not None:
+            found[kind] = limit
+    return found
+
+
+def snapshot(value: str, now: float) -> Quota | None:
+    """One `ent=..&rem=..&rst=..` header value, or None when it is garbage."""
+    fields = _form_fields(value)
+    entitlement, percent = finite_float(fields.get("ent")), finite_float(fields.get("rem"))
+    if entitlement is None or percent is None:
+        return None
+    return Quota(
+        int(entitlement),
+        min(max(percent, 0.0), 100.0),
+        fields.get("ovPerm", "").lower() == "true",
+        parse_reset(fields.get("rst")),
+        now,
+    )
 
 
 def _form_fields(value: str) -> dict[str, str]:

@@ -50,7 +50,7 @@ class CopilotPool:
         )
         self.passthrough = True  # no account source configured: leave all traffic alone
         self.attempts = Attempts(self.service)
-        self.status_page = StatusPage(self.service.pool, lambda: self.passthrough)
+        self.status_page = StatusPage(self.service.pool, self.service.ledger, lambda: self.passthrough)
         self.state_watch = StateWatch(self.service.pool)
         self.guard = Guard()
         self.commands = PoolCommands(self.service, self._load_accounts, lambda: self.passthrough)
@@ -70,6 +70,7 @@ class CopilotPool:
         self.service.affinity.ttl = new.affinity_ttl
         self.service.quota_poll_interval = new.quota_poll
         self.service.models_refresh_interval = new.models_refresh
+        self.service.pool.storms.accounts = new.storm_accounts
         self.state_watch.summary_every = new.log_summary
         if updated & ACCOUNT_OPTIONS:
             try:
@@ -136,6 +137,9 @@ class CopilotPool:
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.attempts.failed(flow)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        self.attempts.socket_message(flow)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self.attempts.closed(flow)

@@ -56,12 +56,18 @@ NO_ACCOUNT = {
         "No Copilot account in the pool serves model {model!r}{endpoint}. The accounts' plans: {plans}.",
     ),
     Unavailable.SESSION_LOST: (401, "invalid_auto_mode_selector", SELECTOR_REFUSED),
+    Unavailable.POOL_LIMITED: (
+        429,
+        "pool_limited",
+        "Copilot is rate limiting this pool as a whole (its integration or address), not one account; the pool "
+        "holds every request for {retry_after}s instead of rotating accounts into more 429s.",
+    ),
 }
 
 
 def retry_after(e: NoAccount) -> int | None:
     """Whole seconds for Retry-After: until the first account recovers, 1 when they are only busy."""
-    if e.reason is Unavailable.COOLING and e.recovers_in is not None:
+    if e.reason in (Unavailable.COOLING, Unavailable.POOL_LIMITED, Unavailable.BUSY) and e.recovers_in is not None:
         return max(1, math.ceil(e.recovers_in))
     return 1 if e.reason is Unavailable.BUSY else None
 

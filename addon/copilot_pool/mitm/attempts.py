@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -21,18 +23,25 @@ from urllib.parse import urlsplit
 import httpx
 from mitmproxy import http
 
+from .. import LOGGER_NAME
 from ..core.affinity import conversation_key
 from ..core.bodies import model_of
 from ..core.catalogue import MODEL_ENDPOINTS, merged, websocket_endpoint
 from ..core.classify import Outcome, Verdict, classify, connection_error
+from ..core.limits import Scope
 from ..core.model import Account, Lease, State
+from ..core.parse import json_object
 from ..core.pool import NoAccount, Unavailable, Want
-from ..core.quota import from_headers
+from ..core.quota import from_headers, usage_limits
 from ..core.routing import WEBSOCKET_PATHS, Route, sends_github_token
 from ..core.sessions import MINTING_PATHS, SESSION_HEADER, minted
+from ..core.usage import NANO_PER_CREDIT, TAIL, Tail, credits, nano_aiu, next_day_start
+from ..observe.statelog import local_time
 from ..runtime.service import PoolService
 from . import answers
 from .settings import Settings
+
+log = logging.getLogger(LOGGER_NAME)
 
 COOLING_MARKER = ":hourglass:"
 # Not forwarded when we send a request again ourselves: hop-by-hop, or recomputed by the client.
@@ -63,13 +72,17 @@ class Pooled:
     conversation: str | None
     want: Want  # what every attempt needs of its account
     websocket: bool = False  # an upgrade: mitmproxy's own connection only, no re-send
+    model: str | None = None  # what the body asks for: scopes cooldowns, counts credits
+    user: str | None = None  # the proxy user (proxyauth) it is counted to
+    tail: Tail | None = None  # a streamed answer's last bytes, for its credits
+    rate_limited: int = 0  # upstream 429s its attempts met
     token_generation: int = 0  # the current account's token generation when the attempt was sent
     tried: list[Account] = field(default_factory=list)  # one entry per attempt
     exclude: list[Account] = field(default_factory=list)  # not to be tried again (connection errors)
     attempts: list[dict] = field(default_factory=list)  # what each attempt got, for flow.metadata
 
     def switch(self, lease: Lease) -> None:
-        self.lease.release()
+        self.lease.release()  # exactly once: a no-op when the attempt was already counted out
         self.lease = lease
 
 
@@ -124,7 +137,15 @@ class Attempts:
                 flow.comment = f"pool: /models merged from the accounts' catalogues ({len(listing['data'])} models)"
                 return
         conversation = conversation_key(req.headers)
-        want = self._want(req, path, websocket, conversation)
+        user = _proxy_user(flow)
+        if user is not None and (capped := self._over_daily_cap(user)) is not None:
+            flow.response = capped
+            flow.comment = f"pool: {user} has spent the daily cap of {self.settings.user_daily_credits} credits"
+            return
+        model = (
+            model_of(req.raw_content) if path in MODEL_ENDPOINTS and not req.headers.get("content-encoding") else None
+        )
+        want = self._want(req, path, websocket, conversation, model)
         if want is None:
             flow.response = answers.session_refused()
             flow.comment = "pool: session token the pool never saw minted -> 401, the client mints a new one"
@@ -139,7 +160,7 @@ class Attempts:
             lease.release()  # the client went away while we waited
             return
         credential_kind = sends_github_token(req.headers.get("authorization"))
-        pooled = Pooled(lease, route, req.path, credential_kind, conversation, want, websocket)
+        pooled = Pooled(lease, route, req.path, credential_kind, conversation, want, websocket, model, user)
         self.pooled[flow.id] = pooled
         base, credential = self._target(pooled)
         _point_at(req, base, pooled.path)
@@ -147,7 +168,9 @@ class Attempts:
         flow.metadata["copilot_pool.account"] = lease.account.name
         flow.comment = f"pool: {_picked(lease, waited)}"
 
-    def _want(self, req: http.Request, path: str, websocket: bool, conversation: str | None) -> Want | None:
+    def _want(
+        self, req: http.Request, path: str, websocket: bool, conversation: str | None, model: str | None
+    ) -> Want | None:
         """What the request needs of an account; None for a session token whose account the pool never saw."""
         only = None
         if session := req.headers.get(SESSION_HEADER):
@@ -157,14 +180,21 @@ class Attempts:
         prefer = self.service.affinity.get(conversation)
         if websocket:
             return Want(prefer, only, endpoint=websocket_endpoint(path))
-        endpoint = MODEL_ENDPOINTS.get(path)
-        if endpoint is None or only is not None or not self._catalogues_known():
+        if only is not None or model is None:
             return Want(prefer, only)
-        model = model_of(req.raw_content) if not req.headers.get("content-encoding") else None
-        return Want(prefer, only, model, endpoint if model else None)
+        return Want(prefer, only, model, MODEL_ENDPOINTS[path])
 
-    def _catalogues_known(self) -> bool:
-        return any(a.catalogue is not None for a in self.service.pool.accounts.values())
+    def _over_daily_cap(self, user: str) -> http.Response | None:
+        """The pool's own 429 once the proxy user spent the per-user daily cap (pool_user_daily_credits)."""
+        cap = self.settings.user_daily_credits
+        wall = self.service.clock.wall()
+        if not cap or self.service.ledger.spent_today(user, wall) < cap * NANO_PER_CREDIT:
+            return None
+        wait = max(1, math.ceil(next_day_start(wall) - wall))
+        message = (
+            f"{user} has spent its daily cap of {cap} AI credits (pool_user_daily_credits); it resets at 00:00 UTC."
+        )
+        return answers.error(429, "pool_user_daily_cap", message, {"retry-after": str(wait)})
 
     def _no_account(self, flow: http.HTTPFlow, e: NoAccount, want: Want) -> None:
         if want.only is not None and e.reason is not Unavailable.BUSY:
@@ -187,13 +217,15 @@ class Attempts:
 
     def stream_sse(self, flow: http.HTTPFlow) -> None:
         response = flow.response
+        pooled = self.pooled.get(flow.id)
         if (
-            flow.id in self.pooled
+            pooled is not None
             and response is not None
             and response.status_code == 200
             and response.headers.get("content-type", "").startswith("text/event-stream")
         ):
-            response.stream = True  # relay SSE events as they come, never buffer them
+            # relay SSE events as they come, never buffer them; keep the end, where the usage event is
+            pooled.tail = response.stream = Tail()
 
     # -- response -----------------------------------------------------------------------------------
 
@@ -204,6 +236,7 @@ class Attempts:
         try:
             await self._fail_over(flow, pooled)
             self._learn_session(flow, pooled)
+            self._count(flow, pooled)
         finally:
             if pooled.websocket and flow.response is not None and flow.response.status_code == 101:
                 self.sockets[flow.id] = pooled  # the account serves the socket until it closes
@@ -223,6 +256,34 @@ class Attempts:
                 self.service.sessions.bind(session[0], pooled.lease.account.name, session[1])
                 flow.comment += f", session bound to {pooled.lease.account.name}"
 
+    def _count(self, flow: http.HTTPFlow, pooled: Pooled) -> None:
+        """What the answer cost (its `copilot_usage`), to its account and model and to the proxy user."""
+        response = flow.response
+        nano = None
+        if response is not None and 200 <= response.status_code < 300:
+            end = pooled.tail.data if pooled.tail is not None else (response.get_content(strict=False) or b"")[-TAIL:]
+            nano = nano_aiu(end)
+        if nano is not None:
+            self.service.pool.credits_spent(pooled.lease.account, pooled.model, nano)
+            flow.metadata["copilot_pool.credits"] = credits(nano)
+            flow.comment += f", {credits(nano):g} credits"
+        if pooled.user is not None:
+            self.service.ledger.spent(pooled.user, nano, pooled.rate_limited, self.service.clock.wall())
+
+    def socket_message(self, flow: http.HTTPFlow) -> None:
+        """A WebSocket message: an answer's last event carries its usage (websocket_message)."""
+        pooled = self.sockets.get(flow.id)
+        message = flow.websocket.messages[-1] if pooled is not None and flow.websocket else None
+        if message is None or message.from_client or b"total_nano_aiu" not in message.content:
+            return
+        nano = nano_aiu(message.content[-TAIL:])
+        if nano is not None:
+            model = json_object(message.content).get("response", {}).get("model")
+            self.service.pool.credits_spent(pooled.lease.account, model if isinstance(model, str) else None, nano)
+            if pooled.user is not None:
+                self.service.ledger.spent(pooled.user, nano, 0, self.service.clock.wall())
+            flow.metadata["copilot_pool.credits"] = flow.metadata.get("copilot_pool.credits", 0) + credits(nano)
+
     def closed(self, flow: http.HTTPFlow) -> None:
         """A pooled WebSocket closed (websocket_end): its account is free again."""
         pooled = self.sockets.pop(flow.id, None)
@@ -239,6 +300,7 @@ class Attempts:
         verdict = self._judge(flow, pooled, response.status_code, response.headers, _error_body(response))
         resendable = not response.stream and not pooled.websocket  # our client re-sends neither
         while verdict.failover and resendable and len(pooled.tried) < self.settings.max_attempts:
+            pooled.lease.release()  # that attempt is over: its account may take the next one (or the retry)
             try:
                 # Cooling, failed and refreshing accounts are not picked; when none can serve, wait in line.
                 lease, waited = await self.service.waits.acquire(self.settings.max_wait, pooled.want, pooled.exclude)
@@ -268,14 +330,26 @@ class Attempts:
         """Classify one attempt's answer and apply it to its account: cooldown, token refresh, quota, credit."""
         service, account = self.service, pooled.lease.account
         verdict = classify(status, headers, body, service.clock.wall(), self.settings.cooldown)
-        quota = from_headers(headers, service.clock.now())
-        if quota is not None:
+        now = service.clock.now()
+        if (quota := from_headers(headers, now)) is not None:
             service.pool.quota_seen(account, quota)
-        cooling_until = service.pool.record(account, verdict)  # a 429 or 402 becomes a cooldown here
+        if limits := usage_limits(headers, now):
+            service.pool.usage_limits_seen(account, limits)
+        recorded = service.pool.record(account, verdict, pooled.model)  # a 429 or 402 becomes a cooldown here
         note = f" -> {verdict.describe()}"
-        if cooling_until is not None:
-            note += f", {account.name} cooling {cooling_until - service.clock.now():.0f}s"
+        if recorded.cooling_until is not None:
+            pooled.rate_limited += verdict.outcome is Outcome.RATE_LIMITED
+            scope = f" for {pooled.model}" if recorded.scope is Scope.MODEL else ""
+            note += f", {account.name} cooling {recorded.cooling_until - now:.0f}s{scope} ({verdict.reason})"
             flow.marked = COOLING_MARKER
+            if recorded.pool_held_until is not None:
+                note += f"; the whole pool holds {recorded.pool_held_until - now:.0f}s"
+                log.warning(
+                    f"pool: {verdict.reason} on {service.pool.storms.accounts} accounts within "
+                    f"{service.pool.storms.window:.0f}s: a limit on the whole pool (the integration's or this "
+                    f"address's), not on one account; no more rotation, requests wait until "
+                    f"{local_time(service.clock.wall() + recorded.pool_held_until - now)}"
+                )
         elif verdict.refresh:
             flow.marked = ":warning:"
             note += f", refreshing {account.name}'s token"
@@ -283,6 +357,7 @@ class Attempts:
         elif verdict.recatalogue:
             note += f", fetching {account.name}'s models again"
             pooled.exclude.append(account)  # not for this request, whatever its catalogue says
+            service.pool.model_refused(account, pooled.model)  # nor for the next, until its catalogue is in
             service.catalogues.refresh(account)
         elif verdict.outcome is Outcome.OK:
             service.affinity.put(pooled.conversation, account.name)
@@ -316,6 +391,12 @@ class Attempts:
             pooled.lease.release()
             flow.comment += f" -> {flow.error.msg if flow.error else 'error'}"
             _redact(flow, pooled.lease.account.name)
+
+
+def _proxy_user(flow: http.HTTPFlow) -> str | None:
+    """The user name the client gave proxyauth (mitmproxy keeps it in the flow's metadata), if any."""
+    auth = flow.metadata.get("proxyauth")
+    return auth[0] if isinstance(auth, tuple) and auth and isinstance(auth[0], str) else None
 
 
 def _picked(lease: Lease, waited: float) -> str:

@@ -30,6 +30,8 @@ class Settings:
     affinity_ttl: int = DEFAULT_AFFINITY_TTL
     quota_poll: int = DEFAULT_QUOTA_POLL
     models_refresh: int = DEFAULT_MODELS_REFRESH
+    storm_accounts: int = 2
+    user_daily_credits: int = 0
     log_summary: int = 0
     allow_open_proxy: bool = False
 
@@ -52,6 +54,11 @@ HELP = {
     "report it lately (0: never ask).",
     "models_refresh": "Seconds between fetching each account's /models catalogue again (0: only after each token "
     "exchange and when an answer says it is stale).",
+    "storm_accounts": "Distinct accounts that, limited within a minute by a limit that may be the integration's or "
+    "this address's (integration_rate_limited, rate_limited), make the pool hold all requests instead of rotating "
+    "(0: never hold).",
+    "user_daily_credits": "AI credits each proxyauth user may spend per UTC day; past it the pool answers 429 "
+    "(0: no cap).",
     "log_summary": "Seconds between summary log lines of the pool's state (0: none).",
     "allow_open_proxy": "Run even when listening on a non-loopback address without proxyauth.",
 }
@@ -62,6 +69,8 @@ BOUNDS = {
     "affinity_ttl": (0, 7 * 86400),
     "quota_poll": (0, 86400),
     "models_refresh": (0, 86400),
+    "storm_accounts": (0, 100),
+    "user_daily_credits": (0, 10**9),
     "log_summary": (0, 86400),
 }
 CHOICES = {"strategy": list(STRATEGIES)}

@@ -14,6 +14,7 @@ from mitmproxy import http
 
 from .. import LOGGER_NAME
 from ..core.pool import Pool
+from ..core.usage import Ledger
 from ..observe.status import RecentEvents, render_html, render_json, render_metrics, snapshot
 
 STATUS_HOST = "copilot-pool"
@@ -25,8 +26,9 @@ PAGES = {
 
 
 class StatusPage:
-    def __init__(self, pool: Pool, passthrough: Callable[[], bool]) -> None:
+    def __init__(self, pool: Pool, ledger: Ledger, passthrough: Callable[[], bool]) -> None:
         self.pool = pool
+        self.ledger = ledger
         self.passthrough = passthrough
         self.events = RecentEvents()
 
@@ -49,7 +51,7 @@ class StatusPage:
             )
         else:
             render, content_type = page
-            snap = snapshot(self.pool, self.events, self.passthrough())
+            snap = snapshot(self.pool, self.events, self.passthrough(), self.ledger)
             flow.response = http.Response.make(
                 200, render(snap), {"content-type": content_type, "cache-control": "no-store"}
             )

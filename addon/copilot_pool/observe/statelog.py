@@ -27,27 +27,46 @@ class CooldownLog:
     def __init__(self, pool: Pool, logger: logging.Logger) -> None:
         self.pool = pool
         self.log = logger
-        self.reported: dict[str, float] = {}  # account name -> the cooldown end last reported
+        # (account name, model or None) -> the cooldown end last reported; the pool-wide hold's last end
+        self.reported: dict[tuple[str, str | None], float] = {}
+        self.held: float | None = None
 
     def sweep(self) -> list[str]:
-        """Log (and return) a line for each account that started cooling, cools longer, or stopped cooling."""
+        """Log (and return) a line for each cooldown (an account's, a model's on an account) that started, grew or
+        ended, and for the end of a hold on the whole pool (its start is logged where it happens)."""
         now, wall = self.pool.clock.now(), self.pool.clock.wall()
         lines = []
-        for name in [n for n in self.reported if n not in self.pool.accounts]:
-            del self.reported[name]  # removal is logged where the accounts file is applied
+        cooling: dict[tuple[str, str | None], tuple[float, str]] = {}
         for account in self.pool.accounts.values():
-            state = account.state(now)
-            until = self.reported.get(account.name)
-            if state is State.COOLING and (until is None or abs(account.cooldown_until - until) >= MOVED):
-                self.reported[account.name] = account.cooldown_until
-                left = account.cooldown_until - now
-                lines.append(
-                    f"pool: account {account.name} cooling until {local_time(wall + left)} ({math.ceil(left)}s)"
-                )
-            elif state is not State.COOLING and until is not None:
-                del self.reported[account.name]
-                if state is State.ACTIVE:  # failed or disabled meanwhile: that change has its own line
-                    lines.append(f"pool: account {account.name} active again: cooldown over")
+            if account.state(now) is State.COOLING:
+                cooling[(account.name, None)] = (account.cooldown_until, account.cooldown_reason or "rate limited")
+            for model, cooldown in account.model_cooldowns.items():
+                if cooldown.until > now:
+                    cooling[(account.name, model)] = (cooldown.until, cooldown.reason)
+        for (name, model), (until, reason) in cooling.items():
+            seen = self.reported.get((name, model))
+            if seen is None or abs(until - seen) >= MOVED:
+                self.reported[(name, model)] = until
+                scope = f" for {model}" if model else ""
+                left = until - now
+                until_text = f"until {local_time(wall + left)} ({math.ceil(left)}s)"
+                lines.append(f"pool: account {name} cooling{scope} {until_text}: {reason}")
+        for name, model in [key for key in self.reported if key not in cooling]:
+            del self.reported[(name, model)]
+            account = self.pool.accounts.get(name)
+            if account is None or account.state(now) is not State.ACTIVE:
+                continue  # removed, failed or disabled meanwhile: that change has its own line
+            lines.append(
+                f"pool: account {name} serves {model} again: cooldown over"
+                if model
+                else f"pool: account {name} active again: cooldown over"
+            )
+        held = self.pool.held
+        if held is not None and held.until > now:
+            self.held = held.until
+        elif self.held is not None:
+            self.held = None
+            lines.append("pool: the hold on the whole pool is over; accounts ease back in")
         for line in lines:
             self.log.info(line)
         return lines

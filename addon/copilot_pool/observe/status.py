@@ -15,6 +15,7 @@ from collections import deque
 from ..core.model import Account, State
 from ..core.pool import Pool
 from ..core.quota import Quota
+from ..core.usage import Ledger, credits
 from .redact import redact
 from .statelog import local_time
 
@@ -36,13 +37,32 @@ class RecentEvents(logging.Handler):
         )
 
 
-def snapshot(pool: Pool, events: RecentEvents, passthrough: bool) -> dict:
+def snapshot(pool: Pool, events: RecentEvents, passthrough: bool, ledger: Ledger | None = None) -> dict:
     now, wall = pool.clock.now(), pool.clock.wall()
+    held = pool.held if pool.held is not None and pool.held.until > now else None
+    users = ledger.users.items() if ledger is not None else ()
     return {
         "generated_at": local_time(wall),
         "strategy": pool.strategy.name,
         "passthrough": passthrough,
+        "pool_held": {
+            "remaining_s": math.ceil(held.until - now),
+            "until": local_time(wall + held.until - now),
+            "reason": held.reason,
+        }
+        if held
+        else None,
         "accounts": [_account(a, now, wall) for a in pool.accounts.values()],
+        "users": [
+            {
+                "name": name,
+                "requests": u.requests,
+                "credits_used": credits(u.nano),
+                "rate_limited": u.rate_limited,
+                "credits_today": credits(ledger.spent_today(name, wall)) if ledger else 0,
+            }
+            for name, u in sorted(users)
+        ],
         "events": list(events.events),
     }
 
@@ -67,7 +87,35 @@ def _account(a: Account, now: float, wall: float) -> dict:
         "last_used_s_ago": None if a.last_used == -math.inf else round(now - a.last_used),
         "quota": _quota(a.quota, now, wall),
         "models": sorted(a.catalogue.entries) if a.catalogue else None,  # what its /models answer lists
+        "cooldowns": _cooldowns(a, now, wall),
+        "credits_used": credits(sum(a.credits.values())),
+        "credits_by_model": {model: credits(nano) for model, nano in sorted(a.credits.items())},
+        "credit_budget": a.config.credit_budget,
+        "credits_this_month": credits(a.month_nano),
+        "usage_limits": {kind: _quota(limit, now, wall) for kind, limit in sorted(a.usage_limits.items())},
+        "pace_per_s": round(pacer.rate, 3) if (pacer := a.pacers.get(None)) and pacer.rate else None,
+        "easing": a.ease,
     }
+
+
+def _cooldowns(a: Account, now: float, wall: float) -> list[dict]:
+    """Every cooldown in force, with its scope and what caused it."""
+    found = []
+    if a.cooldown_until > now:
+        found.append(("account", None, a.cooldown_reason or "rate limited", a.cooldown_until))
+    if a.budget_until > now:
+        found.append(("account", None, "credit budget spent", a.budget_until))
+    found += [("model", m, c.reason, c.until) for m, c in sorted(a.model_cooldowns.items()) if c.until > now]
+    return [
+        {
+            "scope": scope,
+            "model": model,
+            "reason": reason,
+            "remaining_s": math.ceil(until - now),
+            "until": local_time(wall + until - now),
+        }
+        for scope, model, reason, until in found
+    ]
 
 
 def _quota(quota: Quota | None, now: float, wall: float) -> dict | None:
@@ -126,12 +174,23 @@ METRICS = [
 ]
 
 
+USER_METRICS = [
+    ("copilot_pool_user_requests_total", "Pooled requests of the proxy user.", "requests"),
+    ("copilot_pool_user_credits_total", "AI credits the proxy user's answers reported.", "credits_used"),
+    ("copilot_pool_user_rate_limited_total", "Upstream 429s the proxy user's requests met.", "rate_limited"),
+]
+
+
 def render_metrics(snap: dict) -> str:
     accounts = snap["accounts"]
+    held = snap["pool_held"]
     out = [
         "# HELP copilot_pool_accounts Accounts in the pool.",
         "# TYPE copilot_pool_accounts gauge",
         f"copilot_pool_accounts {len(accounts)}",
+        "# HELP copilot_pool_held_seconds Seconds until a limit on the whole pool ends (0: none).",
+        "# TYPE copilot_pool_held_seconds gauge",
+        f"copilot_pool_held_seconds {held['remaining_s'] if held else 0}",
         "# HELP copilot_pool_account_state 1 for the account's current state, 0 for the others.",
         "# TYPE copilot_pool_account_state gauge",
     ]
@@ -147,6 +206,18 @@ def render_metrics(snap: dict) -> str:
             v = value(a)
             if v is not None:
                 out.append(f'{name}{{account="{_label(a["name"])}"}} {v}')
+    out += [
+        "# HELP copilot_pool_account_credits_total AI credits the account's answers reported, by model.",
+        "# TYPE copilot_pool_account_credits_total counter",
+    ]
+    for a in accounts:
+        for model, spent in a["credits_by_model"].items():
+            out.append(
+                f'copilot_pool_account_credits_total{{account="{_label(a["name"])}",model="{_label(model)}"}} {spent}'
+            )
+    for name, help_text, field in USER_METRICS:
+        out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+        out += [f'{name}{{user="{_label(u["name"])}"}} {u[field]}' for u in snap["users"]]
     return redact("\n".join(out) + "\n")
 
 
@@ -171,7 +242,7 @@ th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: ta
 
 
 def render_html(snap: dict) -> str:
-    rows = "".join(_row(a) for a in snap["accounts"]) or '<tr><td colspan="10">no accounts</td></tr>'
+    rows = "".join(_row(a) for a in snap["accounts"]) or '<tr><td colspan="11">no accounts</td></tr>'
     events = (
         "".join(
             f'<li class="ev-{_e(e["level"])}">{_e(e["time"])} {_e(e["message"])}</li>' for e in reversed(snap["events"])
@@ -179,6 +250,21 @@ def render_html(snap: dict) -> str:
         or "<li>none yet</li>"
     )
     mode = " &middot; no accounts configured: all traffic passes through" if snap["passthrough"] else ""
+    held = snap["pool_held"]
+    if held:
+        holds = f"the whole pool holds until {held['until']}: {held['reason']}"
+        mode += f' &middot; <span class="ev-error">{_e(holds)}</span>'
+    users = "".join(
+        f'<tr><td>{_e(u["name"])}</td><td class="num">{u["requests"]}</td><td class="num">{u["credits_used"]:g}</td>'
+        f'<td class="num">{u["credits_today"]:g}</td><td class="num">{u["rate_limited"]}</td></tr>'
+        for u in snap["users"]
+    )
+    users_table = (
+        "<h2>proxy users</h2><table><thead><tr><th>user</th><th>requests</th><th>credits</th><th>credits today</th>"
+        f"<th>429s</th></tr></thead><tbody>{users}</tbody></table>"
+        if users
+        else ""
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
 <title>copilot-pool status</title><style>{STYLE}</style></head>
@@ -186,8 +272,10 @@ def render_html(snap: dict) -> str:
 <div class="meta">{_e(snap["generated_at"])} &middot; strategy {_e(snap["strategy"])}
 &middot; {len(snap["accounts"])} account(s){mode}
 &middot; <a href="/status.json">status.json</a> &middot; <a href="/metrics">metrics</a></div>
-<table><thead><tr><th>account</th><th>state</th><th>in flight</th><th>cooldown left</th><th>token expires in</th>
-<th>sku</th><th>premium quota</th><th>requests</th><th>429s</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>
+<table><thead><tr><th>account</th><th>state</th><th>in flight</th><th>cooldowns</th><th>token expires in</th>
+<th>sku</th><th>premium quota</th><th>credits</th><th>requests</th><th>429s</th><th>why</th></tr></thead>
+<tbody>{rows}</tbody></table>
+{users_table}
 <h2>recent events</h2><ul class="events">{events}</ul></body></html>
 """
     return redact(page)
@@ -200,15 +288,24 @@ def _row(a: dict) -> str:
         f"<td>{_e(a['name'])}</td>",
         f'<td><span class="state {_e(a["state"])}">{_e(a["state"])}</span></td>',
         f'<td class="num">{a["in_flight"]}</td>',
-        f'<td class="num">{_duration(a["cooldown_remaining_s"])}</td>',
+        f"<td>{_e(_cooldowns_text(a['cooldowns']))}</td>",
         f'<td class="num">{_duration(a["token_expires_in_s"])}</td>',
         f"<td>{_e(a['sku'] or '-')}</td>",
         f"<td>{_e(quota_text)}</td>",
+        f'<td class="num">{a["credits_used"]:g}</td>',
         f'<td class="num">{a["served"]}</td>',
         f'<td class="num">{a["rate_limited"]}</td>',
         f"<td>{_e(a['last_failure'] or '')}</td>",
     ]
     return f'<tr id="account-{_e(a["name"])}">{"".join(cells)}</tr>'
+
+
+def _cooldowns_text(cooldowns: list[dict]) -> str:
+    """'2m 00s (rate_limited); gpt-5: 30s (user_model_rate_limited)'"""
+    parts = [
+        f"{c['model'] + ': ' if c['model'] else ''}{_duration(c['remaining_s'])} ({c['reason']})" for c in cooldowns
+    ]
+    return "; ".join(parts) or "-"
 
 
 def _duration(seconds: int | None) -> str:
@@ -240,11 +337,17 @@ def command_lines(pool: Pool) -> list[str]:
             f"state={state.value}",
             f"in_flight={a.in_flight}",
             f"last_used={_ago(now, a.last_used)}",
-            f"cooldown={_seconds(a.cooldown_until - now)}",
+            f"cooldown={_seconds(a.cooldown_until - now)}{f'({a.cooldown_reason})' if a.cooldown_until > now else ''}",
+            *(
+                f"cooldown[{model}]={_seconds(c.until - now)}({c.reason})"
+                for model, c in sorted(a.model_cooldowns.items())
+                if c.until > now
+            ),
             f"token_expires={_seconds(a.token.expires_at - now) if a.token else '-'}",
             f"served={a.served}",
             f"429s={a.rate_limited}",
             f"quota={a.quota.describe() if a.quota else '?'}",
+            f"credits={credits(sum(a.credits.values())):g}",
         ]
         if a.last_failure and state in (State.FAILED, State.STARTING):
             fields.append(f"reason={a.last_failure!r}")

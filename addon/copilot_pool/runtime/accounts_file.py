@@ -70,6 +70,7 @@ class AccountEntry(BaseModel):
     max_concurrency: Annotated[int, Field(ge=1)] | None = None
     weight: Annotated[int, Field(ge=1, le=1000)] = 1
     priority: Annotated[int, Field(ge=0, le=100)] = 0
+    credit_budget: Annotated[float, Field(gt=0, le=10**9)] | None = None
 
     @model_validator(mode="after")
     def _one_token_source(self) -> AccountEntry:
@@ -127,6 +128,7 @@ def parse_accounts(raw: str, path: Path, environ: dict[str, str]) -> list[Accoun
                 max_concurrency=entry.max_concurrency,
                 weight=entry.weight,
                 priority=entry.priority,
+                credit_budget=entry.credit_budget,
                 token_file=str(token_file) if token_file else None,
             )
         )

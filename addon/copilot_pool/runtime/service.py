@@ -16,6 +16,7 @@ from ..core.exchange import Exchange, FetchModels, FetchUser
 from ..core.model import Account, AccountConfig, State, signature
 from ..core.pool import Pool, PoolChanges
 from ..core.sessions import Sessions
+from ..core.usage import Ledger
 from . import quota_poll, tasks
 from .accounts_file import AccountsFileError, AccountSource
 from .catalogues import CatalogueKeeper
@@ -49,6 +50,7 @@ class PoolService:
         self.pool.listener = self.waits.serve
         self.affinity = Affinity(clock, DEFAULT_AFFINITY_TTL)
         self.sessions = Sessions(clock)
+        self.ledger = Ledger()  # per proxy user: requests, credits, 429s
         self.catalogues = CatalogueKeeper(self.pool, fetch_models, clock, self.spawn)
         self.keeper.on_token = self.catalogues.refresh
         self.fetch_user = fetch_user
