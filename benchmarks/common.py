@@ -48,6 +48,7 @@ class Upstream:
         churn_retry_ms: int = 20,
         stream_chunks: int = 5,
         stream_interval_ms: float = 20.0,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.accounts = [
             {"name": f"bench{i}", "github_token": f"gho_bench_{i:04d}_{os.getpid()}"} for i in range(accounts)
@@ -72,6 +73,7 @@ class Upstream:
         ]
         for a in self.accounts:
             cmd += ["--account", f"{a['name']}={a['github_token']}"]
+        cmd += list(args)
         env = {k: v for k, v in os.environ.items() if k not in PROXY_ENV_VARS}
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
         line = self.process.stdout.readline()  # type: ignore[union-attr]
@@ -79,6 +81,11 @@ class Upstream:
             self.stop()
             raise RuntimeError(f"fake upstream did not start: {line!r}")
         self.base_url = line.split()[-1]
+
+    def log(self) -> list[dict]:
+        """Every request the fake answered (its /_fake/log)."""
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            return client.get(f"{self.base_url}/_fake/log").json()
 
     def stop(self) -> None:
         stop_process(self.process)

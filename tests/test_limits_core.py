@@ -133,18 +133,18 @@ def test_an_account_out_of_a_cooldown_eases_back_in():
 def test_the_pacer_learns_the_rate_between_two_limits():
     pacer = Pacer()
     assert pacer.ready(0.0)
-    pacer.limited(10.0)  # the first limit: nothing measured yet
+    pacer.limited(10.0, rests=1.0)  # the first limit: nothing measured yet; the account rests a second
     assert pacer.rate is None
     for _ in range(20):
         pacer.succeeded()
-    pacer.limited(14.0)  # 20 through in 4 s
-    assert pacer.rate == pytest.approx(0.95 * 5)
-    pacer.started(14.0)
-    assert not pacer.ready(14.1) and pacer.ready(14.0 + 1 / pacer.rate)
+    pacer.limited(15.0)  # 20 through in the 4 s since the rest ended
+    assert pacer.rate == pytest.approx(0.95 * 5) and pacer.measured
+    pacer.started(15.0)
+    assert not pacer.ready(15.1) and pacer.ready(15.0 + 1 / pacer.rate)
     before = pacer.rate
     pacer.succeeded()
     assert pacer.rate > before  # probing upwards, slowly
-    pacer.limited(14.5)
+    pacer.limited(15.5)
     assert pacer.rate == pytest.approx(0.95 * 1 / 0.5)
 
 
@@ -153,18 +153,35 @@ def test_a_paced_account_waits_its_turn():
     pool = pool_of(config("a"), clock=clock)
     a = pool.accounts["a"]
     pool.record(a, limited("user_global_rate_limited", {"retry-after": "1"}))
-    clock.advance(1)
+    clock.advance(2)
     for _ in range(4):
         pool.record(a, OK)
-    pool.record(a, limited("user_global_rate_limited", {"retry-after": "1"}))  # 4 in 1 s: 3.8/s from now
+    # 4 through from the end of the first rest (t=1) to the end of this one (t=3): 2/s, paced at 1.9/s
+    pool.record(a, limited("user_global_rate_limited", {"retry-after": "1"}))
     clock.advance(1)
-    a.ease = None  # the pace alone
-    pool.acquire().release()
+    pool.acquire().release()  # easing allows one in flight; the pace allows the next 1/1.9 s later
     with pytest.raises(NoAccount) as e:
         pool.acquire()
-    assert e.value.reason is Unavailable.BUSY and e.value.recovers_in == pytest.approx(1 / 3.8, rel=0.01)
-    clock.advance(1 / 3.8)
+    assert e.value.reason is Unavailable.BUSY and e.value.recovers_in == pytest.approx(1 / 1.9, rel=0.01)
+    clock.advance(1 / 1.9)
     pool.acquire()
+
+
+def test_plan_mates_start_from_a_measured_pace():
+    clock = FakeClock()
+    pool = pool_of(config("a"), config("b"), config("c", account_type="business"), clock=clock)
+    a, b, c = (pool.accounts[n] for n in "abc")
+    pool.token_received(
+        c, c.token.__class__("tid=c", c.token.expires_at, c.token.refresh_at, "https://x", "https://x", "biz")
+    )
+    pool.record(a, limited("user_global_rate_limited", {"retry-after": "1"}))
+    clock.advance(3)
+    for _ in range(10):
+        pool.record(a, OK)
+    pool.record(a, limited("user_global_rate_limited", {"retry-after": "1"}))  # a measured 10 in 3 s
+    assert a.pacers[None].rate == pytest.approx(0.95 * 10 / 3)
+    assert b.pacers[None].rate == pytest.approx(0.95 * 10 / 3)  # same plan: paced before it meets the limit itself
+    assert c.pacers.get(None) is None or c.pacers[None].rate is None  # another plan, other limits
 
 
 def test_credits_per_account_and_model_and_a_budget():
@@ -203,3 +220,16 @@ def test_the_ledger_counts_per_user_and_per_day():
     )
     assert ledger.spent_today("ann", WALL) == 2 * 10**9 and ledger.spent_today("ann", WALL + 86400) == 0
     assert ledger.spent_today("nobody", WALL) == 0
+
+
+def test_the_quota_strategy_prefers_the_most_headroom():
+    from copilot_pool.core.quota import Quota
+
+    pool = pool_of(config("a", credit_budget=10), config("b"), config("c"), strategy="quota")
+    a, b, c = (pool.accounts[n] for n in "abc")
+    pool.credits_spent(a, "m", 9 * 10**9)  # 10% of its budget left
+    pool.quota_seen(b, Quota(300, 50.0, False, None, 0))
+    pool.quota_seen(c, Quota(-1, 100.0, False, None, 0))  # unlimited
+    assert pool.acquire().account is c
+    pool.quota_seen(c, Quota(300, 5.0, False, None, 0))
+    assert {pool.acquire().account.name for _ in range(4)} == {"b"}

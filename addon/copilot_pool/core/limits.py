@@ -4,7 +4,9 @@
   user, session, weekly), or, when distinct accounts are limited back to back, the pool itself (the integration's
   or the address's limit: rotating further would only multiply the 429s).
 - An account that was limited is paced: it sends no faster than the rate it was seen to sustain between two
-  limits, and probes upwards slowly, so it meets its limit now and then instead of on every refill.
+  limits, and probes upwards slowly, so it meets its limit now and then instead of on every refill. Accounts of
+  one plan share their limits (GitHub sets them per plan), so what one account measured, the others of its plan
+  start from instead of each paying for the lesson in 429s.
 - An account coming out of a cooldown is eased back in, as TCP's slow start does: one request in flight at
   first, one more with each success (so the allowance doubles with each round of answers), instead of being
   handed every waiting request at once.
@@ -30,7 +32,8 @@ class Cooldown:
 # -- pacing ----------------------------------------------------------------------------------------------
 
 SAFETY = 0.95  # pace at this share of the rate measured between two limits
-PROBE = 1.0005  # per success: a paced account climbs ~0.05% per request, meeting its limit every ~100 requests
+PROBE = 1.0002  # per success: a paced account climbs ~0.02% per request, meeting its limit every ~250 requests
+PROBE_ADOPTED = 1.002  # faster while its pace is a plan-mate's, not yet confirmed by a limit of its own
 BACKOFF = 0.8  # a limit with nothing measured since the last: slow down by this
 MIN_RATE = 0.02  # requests per second: never slower (one a minute or so), whatever was measured
 
@@ -43,6 +46,8 @@ class Pacer:
     next_at: float = 0.0  # pool clock: not before this
     served: int = 0  # successes since the last limit
     limited_at: float | None = None
+    measured: bool = False  # its rate comes from a measurement (its own, or a plan-mate's)
+    adopted: bool = False  # ... a plan-mate's: their later measurements replace it
 
     def ready(self, now: float) -> bool:
         return self.rate is None or now >= self.next_at
@@ -54,15 +59,24 @@ class Pacer:
     def succeeded(self) -> None:
         self.served += 1
         if self.rate is not None:
-            self.rate *= PROBE
+            self.rate *= PROBE_ADOPTED if self.adopted else PROBE
 
-    def limited(self, now: float) -> None:
-        """A 429 for this scope: what got through since the last one is what the limit allows."""
-        if self.limited_at is not None and self.served and now > self.limited_at:
-            self.rate = max(MIN_RATE, SAFETY * self.served / (now - self.limited_at))
+    def limited(self, now: float, rests: float = 0.0) -> None:
+        """A 429 for this scope, which rests for `rests` seconds. A rest ends when the limit lets a request through
+        again (that is what Retry-After says: a token refilled, a window reopened), so from the end of the last
+        rest to the end of this one the limit let through exactly what got through: that over the time is its rate,
+        whatever kind of limit it is."""
+        rest_ends = now + rests
+        if self.limited_at is not None and self.served and rest_ends > self.limited_at:
+            self.rate = max(MIN_RATE, SAFETY * self.served / (rest_ends - self.limited_at))
+            self.measured, self.adopted = True, False
         elif self.rate is not None:
             self.rate = max(MIN_RATE, self.rate * BACKOFF)
-        self.limited_at, self.served = now, 0
+        self.limited_at, self.served = rest_ends, 0
+
+    def adopt(self, rate: float) -> None:
+        """Pace at a plan-mate's measured rate, until a limit of its own measures it."""
+        self.rate, self.measured, self.adopted = rate, True, True
 
 
 # -- easing back in --------------------------------------------------------------------------------------

@@ -102,6 +102,7 @@ class Pool:
         self.catalogues_version = 0  # bumped when any account's catalogue arrives or an account leaves
         self.storms = StormWatch()  # its `accounts` is the pool_storm_accounts option
         self.held: Cooldown | None = None  # a limit on the whole pool: nobody is picked before its end
+        self.learned: dict[tuple[str, str | None], float] = {}  # (plan, model or None) -> a measured pace
         self._tiers: list[list[Account]] = []  # accounts grouped by priority, best tier first; rebuilt by apply
         self._ready: list[Ready] = []  # each tier's pickable accounts, rebuilt when stale (see _ready_tiers)
         self._ready_version = -1  # the version they reflect
@@ -307,7 +308,7 @@ class Pool:
             scoped = model if verdict.scope is Scope.MODEL else None
             until = self.cool(account, verdict.cooldown, verdict.reason or str(verdict.outcome), scoped)
             if verdict.outcome is Outcome.RATE_LIMITED:
-                account.pacers.setdefault(scoped, Pacer()).limited(now)
+                self._pace(account, scoped, now, until - now)
             held = None
             if verdict.pool_wide and (end := self.storms.limited(account.name, now, until)) is not None:
                 held = self.hold(end, f"{verdict.reason} on {self.storms.accounts} accounts at once")
@@ -319,6 +320,23 @@ class Pool:
                     pacer.succeeded()
             account.ease = eased(account.ease)
         return Recorded()
+
+    def _pace(self, account: Account, scope: str | None, now: float, rests: float) -> None:
+        """A limit met: slow the scope's pacer, from what it measured or what a plan-mate measured; share what it
+        measured with the accounts of its plan that have not met the limit yet."""
+        pacer = account.pacers.setdefault(scope, Pacer())
+        key = (_plan(account), scope)
+        first = not pacer.measured
+        pacer.limited(now, rests)
+        if first and pacer.measured and key not in self.learned and pacer.rate is not None:
+            # the plan's first measurement: its mates start from it instead of each meeting the limit twice
+            self.learned[key] = pacer.rate
+            for mate in self.accounts.values():
+                mates = mate.pacers.setdefault(scope, Pacer()) if _plan(mate) == key[0] else None
+                if mates is not None and not mates.measured:
+                    mates.adopt(pacer.rate)
+        elif not pacer.measured and key in self.learned:
+            pacer.adopt(self.learned[key])
 
     def hold(self, until: float, reason: str) -> float:
         """A limit on the whole pool (the integration's, the address's): no account is picked before `until`,
@@ -414,6 +432,11 @@ def _tiers(accounts: Iterable[Account]) -> list[list[Account]]:
     for account in accounts:
         tiers.setdefault(account.config.priority, []).append(account)
     return [tiers[p] for p in sorted(tiers)]
+
+
+def _plan(account: Account) -> str:
+    """What GitHub sets limits by: the token's sku, else the account type."""
+    return account.token.sku if account.token is not None and account.token.sku else account.config.account_type
 
 
 def _credential(config: AccountConfig) -> tuple[str, str]:

@@ -90,8 +90,22 @@ class LeastRecent:
         return next((a for a in ready.by_recency.values() if eligible(a)), None)
 
 
+def headroom(account: Account) -> float:
+    """What share of its allowance the account has left: 2.0 when unlimited (no budget, unlimited quota), else
+    the smaller of its credit budget's share left this month and its premium quota's percent left; unknown
+    counts as plenty (1.0), so it gets learnt."""
+    quota, budget = account.quota, account.config.credit_budget
+    if budget is None and quota is not None and quota.unlimited:
+        return 2.0
+    left = 1.0 if quota is None or quota.unlimited else quota.percent_remaining / 100
+    if budget is not None:
+        left = min(left, max(0.0, 1 - account.month_nano / (budget * 1e9)))
+    return left
+
+
 class MostQuota:
-    """The most premium requests left (unknown counts as plenty, so it gets learnt); ties as least-busy."""
+    """The most headroom (unlimited first, then the largest share of credits or premium quota left); ties as
+    least-busy."""
 
     name = "quota"
 
@@ -99,10 +113,7 @@ class MostQuota:
         best, best_key = None, None
         for account in ready.by_recency.values():
             if eligible(account):
-                key = (
-                    -(account.quota.remaining if account.quota else math.inf),
-                    account.in_flight / account.config.weight,
-                )
+                key = (-headroom(account), account.in_flight / account.config.weight)
                 if best_key is None or key < best_key:
                     best, best_key = account, key
         return best
