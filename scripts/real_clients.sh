@@ -23,8 +23,9 @@ echo "installing the real Copilot clients (pinned in tests/npm) into $dir ..." >
 staging="$(mktemp -d "$base/.staging.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 cp "$pins/package.json" "$pins/package-lock.json" "$staging/"
-if ! log="$(cd "$staging" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error 2>&1)"; then
-    unavailable "npm install failed: $(echo "$log" | grep -m1 -i 'err' || echo "$log" | tail -n1)"
+# Bounded: npm retries an unreachable registry for many minutes; a usual install takes under a minute.
+if ! log="$(cd "$staging" && timeout 600 npm install --ignore-scripts --no-audit --no-fund --loglevel=error 2>&1)"; then
+    unavailable "npm install failed or timed out: $(echo "$log" | grep -m1 -i 'err' || echo "$log" | tail -n1)"
 fi
 rm -rf "$dir" && mv "$staging" "$dir" || unavailable "could not move the install into $dir"
 # The CLI unpacks its runtime (~235 MB) into $XDG_CACHE_HOME/copilot/pkg on first start; do it once, here, where
