@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real Copilot clients the end-to-end tests drive through the pool (run by scripts/test): the Copilot CLI and
 # the Copilot language server, exactly as tests/npm/package-lock.json pins them, installed from npm into
-# ${XDG_CACHE_HOME:-~/.cache}/copilot-pool/clients/<hash of the lock file> (outside the clone, ~830 MB) once.
+# ${XDG_CACHE_HOME:-~/.cache}/copilot-pool/clients/<hash of the lock file> once (outside the clone; ~1.1 GB with
+# the CLI's unpacked runtime).
 # Never fails the test run: without npm or the registry it says why in <dir>.unavailable, and the tests that need
 # the clients are skipped with that reason (tests/real_clients.py).
 set -uo pipefail
@@ -27,6 +28,7 @@ cp "$pins/package.json" "$pins/package-lock.json" "$staging/"
 if ! log="$(cd "$staging" && timeout 600 npm install --ignore-scripts --no-audit --no-fund --loglevel=error 2>&1)"; then
     unavailable "npm install failed or timed out: $(echo "$log" | grep -m1 -i 'err' || echo "$log" | tail -n1)"
 fi
+[ -f "$dir/.installed" ] && exit 0  # another run (another worktree) finished first: keep the one in use
 rm -rf "$dir" && mv "$staging" "$dir" || unavailable "could not move the install into $dir"
 # The CLI unpacks its runtime (~235 MB) into $XDG_CACHE_HOME/copilot/pkg on first start; do it once, here, where
 # every test's own cache directory links to it.
