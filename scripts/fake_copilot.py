@@ -16,6 +16,10 @@ through the account that minted them (otherwise ``401 Invalid auto-mode selector
 ``GET /responses`` upgrades to a WebSocket that answers each ``response.create`` message with the
 Responses API's events, keeping response ids per connection.
 
+For the real clients (tests/test_e2e_real_*.py): ``/copilot_internal/user`` names the account's seat and
+``endpoints`` (the Copilot CLI calls that host), catalogue entries carry every field the language server
+requires of them, and inline code completions stream as SSE.
+
 Stdlib plus wsproto (which mitmproxy brings). Used in-process by tests (``from fake_copilot import
 FakeCopilot``) and as a CLI by demos and benchmarks (``python scripts/fake_copilot.py --help``).
 """
@@ -53,6 +57,11 @@ SKUS = {
     "enterprise": "copilot_enterprise_seat",
 }
 PREMIUM_ENTITLEMENT = 300
+SEATS = {  # /copilot_internal/user's access_type_sku
+    "individual": "plus_monthly_subscriber_quota",
+    "business": "copilot_for_business_seat_quota",
+    "enterprise": "copilot_enterprise_seat_quota",
+}
 
 # Inference routes: path -> (method, kind). Completions for a model are matched by regex.
 ROUTES = {
@@ -75,12 +84,32 @@ KIND_ENDPOINTS = {
     "ws": "ws:/responses",
 }
 DEFAULT_MODEL = {"messages": "claude-sonnet-4", "embeddings": "text-embedding-3-small", "ws": "gpt-5.4"}
+
+
+def model_entry(model: str, vendor: str = "OpenAI", endpoints: list | None = None, kind: str = "chat") -> dict:
+    """A `/models` entry with the fields the Copilot language server requires of each (it drops a catalogue
+    missing any): name, version, model_picker_enabled, capabilities {type, family, tokenizer, object}, object.
+    `endpoints` None: no `supported_endpoints` field (any HTTP endpoint, never a WebSocket)."""
+    entry = {
+        "id": model,
+        "name": model,
+        "vendor": vendor,
+        "version": model,
+        "object": "model",
+        "preview": False,
+        "model_picker_enabled": kind == "chat",
+        "capabilities": {"type": kind, "family": model, "tokenizer": "o200k_base", "object": "model_capabilities"},
+    }
+    return entry if endpoints is None else {**entry, "supported_endpoints": endpoints}
+
+
 DEFAULT_MODELS = [  # every account's catalogue unless a test gives it another (set_models)
-    {"id": "gpt-4o", "vendor": "Azure OpenAI", "supported_endpoints": ["/chat/completions", "/responses"]},
-    {"id": "gpt-5-mini", "vendor": "Azure OpenAI", "supported_endpoints": ["/chat/completions", "/responses"]},
-    {"id": "gpt-5.4", "vendor": "OpenAI", "supported_endpoints": ["/responses", "ws:/responses"]},
-    {"id": "claude-sonnet-4", "vendor": "Anthropic", "supported_endpoints": ["/chat/completions", "/v1/messages"]},
-    {"id": "text-embedding-3-small", "vendor": "Azure OpenAI", "capabilities": {"type": "embeddings"}},
+    model_entry("gpt-4o", "Azure OpenAI", ["/chat/completions", "/responses"]),
+    model_entry("gpt-5-mini", "Azure OpenAI", ["/chat/completions", "/responses"]),
+    model_entry("gpt-5.4", "OpenAI", ["/responses", "ws:/responses"]),
+    model_entry("claude-sonnet-4", "Anthropic", ["/chat/completions", "/v1/messages"]),
+    model_entry("text-embedding-3-small", "Azure OpenAI", kind="embeddings"),
+    model_entry("gpt-41-copilot", "Azure OpenAI", kind="completion"),  # inline completions (the language server)
 ]
 BILLED_KINDS = {"chat", "responses", "messages", "embeddings", "completions"}  # answers that report AI credits
 SELECTOR_REFUSED = b"Invalid auto-mode selector"  # the service's whole answer to a session token it cannot use
@@ -89,8 +118,8 @@ ENGINE_COMPLETIONS = re.compile(r"^/v1/engines/([^/]+)/completions$")
 PREMIUM_KINDS = {"chat", "responses", "messages"}  # each 2xx costs one premium interaction
 
 UNAUTHORIZED = {"error": {"message": "unauthorized: token expired or invalid", "code": "unauthorized"}}
-RATE_LIMITED = {
-    "error": {"message": "Sorry, you've exhausted this model's rate limit.", "code": "user_model_rate_limited"}
+RATE_LIMITED = {  # the per-account fixed window (set_rate_limit) and the benchmarks' churn: a per-user limit
+    "error": {"message": "Sorry, you have exceeded your rate limit.", "code": "user_global_rate_limited"}
 }
 BAD_CREDENTIALS = {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}
 NO_COPILOT = {
@@ -215,6 +244,7 @@ class FakeCopilot:
         self.churn_429 = 0.0  # fraction of would-be 2xx inference answers turned into 429 (benchmarks)
         self.churn_retry_ms = 20  # their `retry-after-ms` hint
         self.cost_nano = (1_000_000, 90_000_000)  # what one answer costs, drawn at random (0.001-0.09 credits)
+        self.auto_model = "gpt-5-mini"  # the model auto-model sessions select, when the account's catalogue has it
         self.stream_chunks, self.stream_interval = stream_chunks, stream_interval
         self.base_url = ""
         self.log: list[LogEntry] = []
@@ -355,7 +385,7 @@ class FakeCopilot:
     def set_models(self, account: str, models: list) -> None:
         """The account's catalogue: model ids (any endpoint but WebSockets) or whole /models entries."""
         with self._lock:
-            self._get(account).models = [m if isinstance(m, dict) else {"id": m} for m in models]
+            self._get(account).models = [m if isinstance(m, dict) else model_entry(m) for m in models]
 
     def sessions(self) -> dict[str, str]:
         """Session token -> the account that minted it."""
@@ -443,9 +473,18 @@ class FakeCopilot:
             "unlimited": True,
             "overage_permitted": False,
         }
+        api = self.api_base(acct.account_type)
         return {
             "login": acct.name,
             "copilot_plan": acct.account_type if acct.copilot else "none",
+            # what the Copilot CLI reads to call the account's own host and to know it holds a seat
+            "access_type_sku": SEATS[acct.account_type] if acct.copilot else "no_access",
+            "chat_enabled": acct.copilot,
+            "assigned_date": "2025-01-01T00:00:00Z",
+            "can_signup_for_limited": False,
+            "analytics_tracking_id": hashlib.sha256(acct.name.encode()).hexdigest()[:32],
+            "organization_login_list": [],
+            "endpoints": {"api": api, "proxy": api, "telemetry": f"{api}/_telemetry", "origin-tracker": api},
             "quota_reset_date": _next_reset().strftime("%Y-%m-%d"),
             "quota_snapshots": {
                 "premium_interactions": {
@@ -725,7 +764,7 @@ class _Handler(BaseHTTPRequestHandler):
         if payload is not None:
             return self._send(status, payload, headers)
         model = engine or request.get("model") or DEFAULT_MODEL.get(kind, "gpt-4o")
-        if kind in ("chat", "responses") and request.get("stream") is True:
+        if kind in STREAMED and request.get("stream") is True:
             return self._stream(kind, acct.name, model, headers)
         self._send(200, _json(self._answer(kind, acct, model, request)), headers)
 
@@ -774,8 +813,10 @@ class _Handler(BaseHTTPRequestHandler):
             elif (session or kind == "intent") and not f._session_ok(session, acct.name):
                 status, payload = 401, SELECTOR_REFUSED
                 headers["Content-Type"] = "text/plain"
-            elif queue := f._injections.get(acct.name):
-                inj = queue[0]  # injected answers win over everything but auth, host and session checks
+            elif kind != "models" and (queue := f._injections.get(acct.name)):
+                # injected answers win over everything but auth, host and session checks; a catalogue fetch
+                # (the pool's own, right after each exchange) never uses up a test's injected failure
+                inj = queue[0]
                 inj.remaining -= 1
                 if inj.remaining <= 0:
                     queue.popleft()
@@ -836,7 +877,7 @@ class _Handler(BaseHTTPRequestHandler):
         if kind in ("auto", "session"):
             with self.fake._lock:
                 token = self.fake._mint_session(acct.name)
-                selected = next((m for m in acct.models if m["id"] == "gpt-5-mini"), acct.models[0])
+                selected = next((m for m in acct.models if m["id"] == self.fake.auto_model), acct.models[0])
             answer = {"session_token": token, "expires_at": int(time.time()) + SESSION_TTL}
             if kind == "auto":
                 return {**answer, "selected_model": {"object": "model", **selected}}
@@ -860,18 +901,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, str(v))
         self.end_headers()
         f = self.fake
-        events = (_chat_events if kind == "chat" else _responses_events)(account, model, f.stream_chunks)
+        events = STREAMED[kind](account, model, f.stream_chunks)
         events[-1]["copilot_usage"] = f._bill(account, model)  # the usage rides on the last event
         try:
             for i, event in enumerate(events):
                 if i:
                     time.sleep(f.stream_interval)
                 event["sent_at"] = time.time()
-                if kind == "chat":
-                    self._chunk(b"data: " + _json(event) + b"\n\n")
-                else:
+                if kind == "responses":
                     self._chunk(b"event: " + event["type"].encode() + b"\ndata: " + _json(event) + b"\n\n")
-            if kind == "chat":
+                else:
+                    self._chunk(b"data: " + _json(event) + b"\n\n")
+            if kind != "responses":
                 self._chunk(b"data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
@@ -1049,6 +1090,30 @@ def _chat_events(account: str, model: str, chunks: int) -> list[dict]:
     ]
 
 
+def _completion_events(account: str, model: str, chunks: int) -> list[dict]:
+    """Inline code completions (`/v1/engines/<model>/completions`, stream): the text in pieces, then a stop."""
+    cid = f"cmpl-{secrets.token_hex(12)}"
+    text = completion_text(account)
+    size = max(1, -(-len(text) // chunks))
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+    return [
+        {
+            "id": cid,
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "text": piece, "finish_reason": "stop" if i == len(pieces) - 1 else None, "logprobs": None}
+            ],
+        }
+        for i, piece in enumerate(pieces)
+    ]
+
+
+def completion_text(account: str) -> str:
+    """What an inline completion of `account` inserts: a line of code naming the account that wrote it."""
+    return f"return 'hello from {account}'"
+
+
 def _responses_events(account: str, model: str, chunks: int) -> list[dict]:
     """The Responses API's events for one answer, as SSE data or WebSocket messages carry them."""
     rid, mid = f"resp_{secrets.token_hex(12)}", f"msg_{secrets.token_hex(12)}"
@@ -1073,6 +1138,9 @@ def _responses_events(account: str, model: str, chunks: int) -> list[dict]:
         *({"type": "response.output_text.delta", "item_id": mid, "delta": d} for d in deltas),
         {"type": "response.completed", "response": done},
     ]
+
+
+STREAMED = {"chat": _chat_events, "responses": _responses_events, "completions": _completion_events}  # SSE kinds
 
 
 def _ws_error(code: str, message: str) -> dict:

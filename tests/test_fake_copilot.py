@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fake_copilot import DEFAULT_MODELS, FakeCopilot
+from fake_copilot import DEFAULT_MODELS, FakeCopilot, completion_text
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -164,7 +164,7 @@ def test_rate_limit(fake, client):
     r = chat(client, fake.base_url, token)
     assert r.status_code == 429
     assert 1 <= int(r.headers["Retry-After"]) <= 30
-    assert r.json()["error"]["code"] == "user_model_rate_limited"
+    assert r.json()["error"]["code"] == "user_global_rate_limited"
     assert r.headers["x-fake-account"] == "alice"
     bob = token_for(client, fake, BOB)["token"]  # per account: bob still has his budget
     assert chat(client, fake.api_base("business"), bob).status_code == 200
@@ -405,3 +405,46 @@ def test_websocket_responses_keep_response_ids_per_connection(fake, client):
     with pytest.raises(Refused) as refused:
         WebSocket("127.0.0.1", "/responses", {"Authorization": "Bearer tid=nobody"}, port=fake.port)
     assert refused.value.status == 401
+
+
+def test_code_completions_stream_as_sse(fake, client):
+    token = token_for(client, fake, ALICE)["token"]
+    with client.stream(
+        "POST",
+        f"{fake.base_url}/v1/engines/gpt-41-copilot/completions",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"prompt": "def add(a, b):\n    ", "stream": True},
+    ) as r:
+        lines = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert r.headers["content-type"] == "text/event-stream" and lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line[6:])["choices"][0] for line in lines[:-1]]
+    assert len(chunks) > 1 and "".join(c["text"] for c in chunks) == completion_text("alice")
+    assert [c["finish_reason"] for c in chunks][-2:] == [None, "stop"]
+
+
+def test_catalogue_entries_carry_what_the_language_server_requires(fake, client):
+    token = token_for(client, fake, ALICE)["token"]
+    fake.set_models("bob", ["gpt-4o"])
+    listed = client.get(f"{fake.base_url}/models", headers={"Authorization": f"Bearer {token}"}).json()["data"]
+    assert {m["capabilities"]["type"] for m in listed} == {"chat", "embeddings", "completion"}
+    for entry in [*listed, *fake._accounts["bob"].models]:
+        assert {"id", "name", "version", "model_picker_enabled", "object", "capabilities"} <= set(entry)
+        assert {"type", "family", "tokenizer", "object"} <= set(entry["capabilities"])
+    assert "supported_endpoints" not in fake._accounts["bob"].models[0]  # a bare id: any HTTP endpoint
+
+
+def test_user_info_names_the_accounts_own_endpoint_and_seat(fake, client):
+    for token, api in ((ALICE, fake.api_base("individual")), (BOB, fake.api_base("business"))):
+        user = client.get(f"{fake.base_url}/copilot_internal/user", headers={"Authorization": f"token {token}"})
+        assert user.json()["endpoints"]["api"] == api and user.json()["chat_enabled"] is True
+        assert user.json()["access_type_sku"]
+    carol = client.get(f"{fake.base_url}/copilot_internal/user", headers={"Authorization": f"token {CAROL}"}).json()
+    assert carol["chat_enabled"] is False and carol["access_type_sku"] == "no_access"
+
+
+def test_auto_sessions_select_the_configured_model(fake, client):
+    token = token_for(client, fake, ALICE)["token"]
+    fake.auto_model = "gpt-5.4"
+    minted = client.post(f"{fake.base_url}/auto", headers={"Authorization": f"Bearer {token}"}, json={"prompt": "hi"})
+    assert minted.json()["selected_model"]["id"] == "gpt-5.4"
+    assert "ws:/responses" in minted.json()["selected_model"]["supported_endpoints"]

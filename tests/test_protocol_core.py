@@ -125,3 +125,12 @@ def test_model_routing_and_a_model_nobody_serves():
     with pytest.raises(NoAccount) as e:
         pool.acquire(want)
     assert e.value.reason is Unavailable.COOLING  # judged on the accounts that serve it
+
+
+def test_a_sessions_account_cooling_for_its_model_loses_the_session():
+    pool = pool_of(config("a"), config("b"))
+    pool.cool(pool.accounts["a"], 30, "user_model_rate_limited", model="gpt-5-mini")
+    assert pool.acquire(Want(only="a", model="gpt-4o", endpoint="/responses")).account.name == "a"
+    with pytest.raises(NoAccount) as e:
+        pool.acquire(Want(only="a", model="gpt-5-mini", endpoint="/responses"))
+    assert e.value.reason is Unavailable.SESSION_LOST  # the client mints again, on an account that can serve

@@ -126,7 +126,7 @@ class Pool:
         if self.held is not None and self.held.until > now:
             raise NoAccount(Unavailable.POOL_LIMITED, self.held.until - now)
         if want.only is not None:
-            return self._session_lease(want.only, exclude, now)
+            return self._session_lease(want.only, exclude, now, want.model)
         model = want.model
         if want.prefer is not None:
             account = self.accounts.get(want.prefer)
@@ -151,18 +151,18 @@ class Pool:
                 return self._lease(account, now, f"{self.strategy.name} among {count} ready{tier_note}", model)
         raise self._why_none(now, exclude, want)
 
-    def _session_lease(self, name: str, exclude: Collection[Account], now: float) -> Lease:
+    def _session_lease(self, name: str, exclude: Collection[Account], now: float, model: str | None) -> Lease:
         """The session token's account, or no account at all: a token works through no other."""
         account = self.accounts.get(name)
         if account is None or account in exclude or account.base_state in (State.FAILED, State.DISABLED):
             raise NoAccount(Unavailable.SESSION_LOST)
         if account.base_state is State.STARTING:
             raise NoAccount(Unavailable.STARTING)  # a new token is on its way
-        if not account.pickable(now):
-            raise NoAccount(Unavailable.SESSION_LOST)  # cooling: the client mints a session elsewhere
-        if not account.can_send(now, None):
-            raise NoAccount(Unavailable.BUSY, max(0.0, account.paced_until(None) - now) or None)
-        return self._lease(account, now, "session token")
+        if not account.pickable(now) or account.resting_until(model) > now:
+            raise NoAccount(Unavailable.SESSION_LOST)  # cooling (for this model): the client mints elsewhere
+        if not account.can_send(now, model):
+            raise NoAccount(Unavailable.BUSY, max(0.0, account.paced_until(model) - now) or None)
+        return self._lease(account, now, "session token", model)
 
     def _ready_tiers(self, now: float) -> list[Ready]:
         if self._ready_version != self.version or now >= self._ready_until:

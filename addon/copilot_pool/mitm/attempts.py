@@ -180,7 +180,7 @@ class Attempts:
         prefer = self.service.affinity.get(conversation)
         if websocket:
             return Want(prefer, only, endpoint=websocket_endpoint(path))
-        if only is not None or model is None:
+        if model is None:
             return Want(prefer, only)
         return Want(prefer, only, model, MODEL_ENDPOINTS[path])
 
