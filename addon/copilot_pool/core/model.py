@@ -77,6 +77,7 @@ class Account:
     last_failure: str | None = None
     served: int = 0
     rate_limited: int = 0
+    connection_failures: int = 0  # in a row: connections to its endpoint that failed before an answer
     quota: Quota | None = None  # last premium quota seen (response headers or /copilot_internal/user)
 
     @property

@@ -10,16 +10,18 @@ the credential kept in the flow is redacted once its answer is in.
 
 from __future__ import annotations
 
-import functools
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import httpx
+from mitmproxy import flow as mitmflow
 from mitmproxy import http
 
+from .. import LOGGER_NAME
 from ..core.affinity import conversation_key
 from ..core.classify import Outcome, Verdict, classify, connection_error
+from ..core.endpoints import Endpoint, UntrustedEndpoint, trusted_endpoint
 from ..core.model import Account, Lease
 from ..core.pool import NoAccount, Unavailable
 from ..core.quota import from_headers
@@ -27,6 +29,8 @@ from ..core.routing import Route, sends_github_token
 from ..runtime.service import PoolService
 from . import answers
 from .settings import Settings
+
+log = logging.getLogger(LOGGER_NAME)
 
 COOLING_MARKER = ":hourglass:"
 # Not forwarded when we send a request again ourselves: hop-by-hop, or recomputed by the client.
@@ -57,12 +61,21 @@ class Pooled:
     conversation: str | None
     token_generation: int = 0  # the current account's token generation when the attempt was sent
     tried: list[Account] = field(default_factory=list)  # one entry per attempt
-    exclude: list[Account] = field(default_factory=list)  # not to be tried again (connection errors)
+    exclude: list[Account] = field(default_factory=list)  # not to be tried again for this request
+    refused: list[Account] = field(default_factory=list)  # answered 401: may serve once more, on a new token
     attempts: list[dict] = field(default_factory=list)  # what each attempt got, for flow.metadata
 
     def switch(self, lease: Lease) -> None:
         self.lease.release()
         self.lease = lease
+
+    def answered(self, account: Account, verdict: Verdict) -> None:
+        """An account that answered is not tried again for this request (whatever its cooldown says), except
+        once after a 401: with its freshly exchanged token."""
+        if verdict.refresh and account not in self.refused:
+            self.refused.append(account)
+        elif account not in self.exclude:
+            self.exclude.append(account)
 
 
 class Attempts:
@@ -101,22 +114,30 @@ class Attempts:
             lease.release()  # the client went away while we waited
             return
         pooled = Pooled(lease, route, req.path, sends_github_token(req.headers.get("authorization")), conversation)
+        try:
+            endpoint, credential = self._target(pooled)
+        except UntrustedEndpoint as e:
+            lease.release()
+            log.error(f"pool: account {lease.account.name}: {e}")
+            flow.response = answers.untrusted_endpoint()
+            flow.comment = f"pool: {lease.account.name}'s endpoint refused"
+            return
         self.pooled[flow.id] = pooled
-        base, credential = self._target(pooled)
-        _point_at(req, base, pooled.path)
+        _point_at(req, endpoint, pooled.path)
         req.headers["authorization"] = f"Bearer {credential}"
         flow.metadata["copilot_pool.account"] = lease.account.name
         flow.comment = f"pool: {_picked(lease, waited)}"
 
-    def _target(self, pooled: Pooled) -> tuple[str, str]:
-        """The endpoint the current attempt goes to and the credential it carries."""
+    def _target(self, pooled: Pooled) -> tuple[Endpoint, str]:
+        """The endpoint the current attempt goes to and the credential it carries; raise UntrustedEndpoint
+        (nothing is sent) when pool credentials may not go there (core/endpoints.py)."""
         account, token = pooled.lease.account, pooled.lease.account.token
         assert token is not None  # acquire only hands out accounts holding a valid token
         pooled.tried.append(account)
         pooled.token_generation = account.token_generation
         base = token.api_endpoint if pooled.route is Route.API else token.proxy_endpoint
         credential = account.config.github_token if pooled.github_credential else token.value
-        return base, credential
+        return trusted_endpoint(self.service.endpoints, base), credential
 
     # -- responseheaders ----------------------------------------------------------------------------
 
@@ -150,29 +171,42 @@ class Attempts:
         response = flow.response
         assert response is not None
         verdict = self._judge(flow, pooled, response.status_code, response.headers, _error_body(response))
-        while verdict.failover and not response.stream and len(pooled.tried) < self.settings.max_attempts:
+        while verdict.failover and not response.stream and self._attempts_left(pooled, verdict):
             try:
                 # Cooling, failed and refreshing accounts are not picked; when none can serve, wait in line.
                 lease, waited = await self.service.waits.acquire(self.settings.max_wait, exclude=pooled.exclude)
             except NoAccount as e:
                 flow.comment += f"; no other account ({answers.code(e)})"
-                if e.reason is not Unavailable.EXHAUSTED:
+                if e.reason is not Unavailable.EXHAUSTED or verdict.refresh:
                     flow.response = answers.no_account(e)  # nothing can serve now: the pool's own answer says when
+                    verdict = Verdict(Outcome.OTHER, flow.response.status_code)
                 break
             pooled.switch(lease)
-            base, credential = self._target(pooled)
+            try:
+                endpoint, credential = self._target(pooled)
+            except UntrustedEndpoint as e:
+                log.error(f"pool: account {lease.account.name}: {e}")
+                flow.comment += f"; {lease.account.name}'s endpoint refused"
+                pooled.exclude.append(lease.account)
+                continue
             flow.comment += f"; retried on {_picked(lease, waited)}"
             try:
-                status, headers, body = await self._resend(flow.request, base.rstrip("/") + pooled.path, credential)
+                status, headers, body = await self._resend(flow.request, endpoint.url(pooled.path), credential)
             except httpx.HTTPError as e:
                 verdict = self._judge_connection_error(flow, pooled, type(e).__name__)
-                pooled.exclude.append(lease.account)
                 continue
             flow.response = answers.resent(status, headers, body)
             verdict = self._judge(flow, pooled, status, flow.response.headers, _error_body(flow.response))
+        if verdict.refresh:  # every try ended in a 401: no client should see a 401 the pool's token earned
+            flow.response = answers.no_account(NoAccount(Unavailable.EXHAUSTED))
         if len(pooled.tried) > 1 and verdict.outcome is Outcome.OK:
             flow.comment += ", buffered"
             flow.marked = ":repeat:"
+
+    def _attempts_left(self, pooled: Pooled, verdict: Verdict) -> bool:
+        """pool_max_attempts in all, and one more after a 401 on the last of them: the request never met a
+        valid token, so it is owed a try on a freshly exchanged one."""
+        return len(pooled.tried) < self.settings.max_attempts + (1 if verdict.refresh else 0)
 
     def _judge(
         self, flow: http.HTTPFlow, pooled: Pooled, status: int, headers: Mapping[str, str], body: bytes | None
@@ -196,14 +230,21 @@ class Attempts:
             service.affinity.put(pooled.conversation, account.name)
         flow.comment += note
         pooled.attempts.append({"account": account.name, "status": status, "outcome": str(verdict.outcome)})
+        pooled.answered(account, verdict)
         return verdict
 
     def _judge_connection_error(self, flow: http.HTTPFlow, pooled: Pooled, what: str) -> Verdict:
-        flow.comment += f" -> connection error ({what})"
-        pooled.attempts.append(
-            {"account": pooled.lease.account.name, "status": 0, "outcome": str(Outcome.CONNECTION_ERROR)}
-        )
-        return connection_error()
+        account = pooled.lease.account
+        flow.comment += f" -> connection error ({what}), {self._connection_failed(account)}"
+        pooled.attempts.append({"account": account.name, "status": 0, "outcome": str(Outcome.CONNECTION_ERROR)})
+        verdict = connection_error()
+        pooled.answered(account, verdict)
+        return verdict
+
+    def _connection_failed(self, account: Account) -> str:
+        """The account's endpoint failed us before an answer: it cools, longer each time in a row."""
+        until = self.service.pool.connection_failed(account)
+        return f"{account.name} cooling {until - self.service.clock.now():.0f}s"
 
     async def _resend(self, request: http.Request, url: str, credential: str) -> tuple[int, httpx.Headers, bytes]:
         headers = [(k, v) for k, v in request.headers.fields if k.lower() not in NOT_RESENT]
@@ -223,6 +264,8 @@ class Attempts:
         if pooled is not None:
             pooled.lease.release()
             flow.comment += f" -> {flow.error.msg if flow.error else 'error'}"
+            if _upstream_failed(flow):
+                flow.comment += f", {self._connection_failed(pooled.lease.account)}"
             _redact(flow, pooled.lease.account.name)
 
 
@@ -231,20 +274,21 @@ def _picked(lease: Lease, waited: float) -> str:
     return f"{lease.account.name} ({lease.reason}{f', waited {waited:.1f}s' if waited else ''})"
 
 
-def _point_at(req: http.Request, base: str, path: str) -> None:
-    """`req.url = base + path` at a third of the cost: each endpoint is parsed once, not once per request."""
-    scheme, host, port, prefix = _endpoint(base)
-    req.scheme, req.port = scheme, port
-    req.host = host  # last: it rewrites the Host header (and :authority) from scheme, host and port
-    if prefix:
-        req.path = prefix + path
+def _point_at(req: http.Request, endpoint: Endpoint, path: str) -> None:
+    """`req.url = endpoint.url(path)` at a third of the cost: the endpoint was parsed once, by the guard."""
+    req.scheme, req.port = endpoint.scheme, endpoint.port
+    req.host = endpoint.host  # last: it rewrites the Host header (and :authority) from scheme, host and port
+    req.path = path
 
 
-@functools.lru_cache(maxsize=256)
-def _endpoint(base: str) -> tuple[str, str, int, str]:
-    parts = urlsplit(base)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, parts.hostname or "", port, parts.path.rstrip("/")
+# The error hook also fires when the client goes away or the flow is killed: no fault of the account's.
+CLIENT_SIDE_ERRORS = ("Client disconnected", mitmflow.Error.KILLED_MESSAGE, "Request body exceeds")
+
+
+def _upstream_failed(flow: http.HTTPFlow) -> bool:
+    """The flow ended in an error on the account's side: refused, closed before a byte, reset mid-body, an
+    answer that is no HTTP."""
+    return flow.error is not None and not flow.error.msg.startswith(CLIENT_SIDE_ERRORS)
 
 
 def _error_body(response: http.Response) -> bytes | None:

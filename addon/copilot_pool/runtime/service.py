@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 
 from .. import LOGGER_NAME
 from ..core.affinity import Affinity
+from ..core.endpoints import EndpointPolicy
 from ..core.exchange import Exchange, FetchUser
 from ..core.model import Account, AccountConfig, State, signature
 from ..core.pool import Pool, PoolChanges
@@ -41,7 +42,8 @@ class PoolService:
     def __init__(self, exchange: Exchange, fetch_user: FetchUser, clock: Clock) -> None:
         self.clock = clock
         self.pool = Pool(clock)
-        self.keeper = TokenKeeper(self.pool, exchange, clock)
+        self.endpoints = EndpointPolicy()  # where pool credentials may go; set from the options by `trust`
+        self.keeper = TokenKeeper(self.pool, exchange, clock, lambda: self.endpoints)
         self.waits = WaitQueue(self.pool, clock)
         self.pool.listener = self.waits.serve
         self.affinity = Affinity(clock, DEFAULT_AFFINITY_TTL)
@@ -149,10 +151,25 @@ class PoolService:
 
     def token_refused(self, account: Account, generation: int, reason: str) -> None:
         """Copilot answered 401 to the token of `generation`: take it out at once (so a failover does not pick
-        it again) and exchange a new one, unless a newer token already replaced it."""
-        if account.token_generation == generation:
-            self.pool.invalidate(account)
+        it again) and exchange a new one, unless a newer token already replaced it or another 401 did all this.
+        (A token refused within a minute of its exchange is replaced only after a backoff step: tokens.py.)"""
+        if account.token_generation == generation and self.pool.invalidate(account):
             self.spawn(self.refresh(account.name, reason=reason))
+
+    def trust(self, policy: EndpointPolicy) -> None:
+        """Use a new endpoint trust policy (the options changed). A token whose endpoints it no longer trusts is
+        taken out and exchanged again (its endpoints are then judged anew)."""
+        if policy == self.endpoints:
+            return
+        self.endpoints = policy
+        for account in list(self.pool.accounts.values()):
+            token = account.token
+            if token is None or (policy.accept(token.api_endpoint) and policy.accept(token.proxy_endpoint)):
+                continue
+            log.warning(f"pool: account {account.name}: its endpoint is no longer trusted; exchanging its token")
+            self.pool.invalidate(account)
+            if self.running:
+                self.spawn(self.refresh(account.name, reason="endpoint policy changed"))
 
     # -- operator overrides (pool.disable / pool.enable / pool.cooldown), until the account's entry changes --
 
