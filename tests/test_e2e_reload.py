@@ -127,7 +127,7 @@ def test_invalid_file_at_runtime_keeps_pool_and_pool_reload_too(start_proxy, fak
         r"accounts file change ignored.*accounts\[0\] 'alice': field 'bogus': unknown field", timeout=APPLY_WITHIN
     )
     path.unlink()
-    proxy.wait_for(r"accounts file change ignored.*cannot read it", timeout=APPLY_WITHIN)
+    proxy.wait_for(r"accounts file change ignored.*accounts.json cannot be read", timeout=APPLY_WITHIN)
     with proxy.client() as client:
         assert chat(client).status_code == 200
     assert "gho_alice_secret_0001" not in proxy.output()
