@@ -17,12 +17,12 @@ def upstream(fake) -> dict:
 
 
 def pool_proxy(
-    start_proxy, fake, tmp_path, accounts=(ALICE, BOB), *, wait=None, states=("active",), args=(), **options
+    start_proxy, fake, tmp_path, accounts=(ALICE, BOB), *, wait=None, states=("active",), args=(), env=None, **options
 ):
     """mitmdump with the pool on `accounts` (written to tmp_path/accounts.json), once each account named in
     `wait` (default: all) is in one of `states`, as its status page says."""
     path = write_accounts(tmp_path / "accounts.json", list(accounts))
-    proxy = start_proxy({"pool_accounts": path, **upstream(fake), **options}, args=list(args))
+    proxy = start_proxy({"pool_accounts": path, **upstream(fake), **options}, env=env, args=list(args))
     proxy.wait_accounts(list(wait) if wait is not None else [a["name"] for a in accounts], states)
     return proxy
 
