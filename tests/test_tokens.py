@@ -122,7 +122,7 @@ async def test_failed_refresh_keeps_working_token_and_retries():
     account = service.pool.accounts["a"]
     assert await service.keeper.refresh(account)
     first = account.token
-    clock.advance(1.1)  # exchanges of one account are at least a second apart
+    clock.advance(1.3)  # replacing a token seconds old waits one backoff step (1 s +-20%)
     assert not await service.keeper.refresh(account)
     assert account.token is first and account.base_state is State.ACTIVE
     assert account.last_failure == "token exchange answered 502"
@@ -165,7 +165,7 @@ async def test_invalidate_takes_account_out_until_new_token():
     task = asyncio.create_task(service.keeper.refresh(account, invalidate=True))
     await asyncio.sleep(0)
     assert account.base_state is State.STARTING and account.token is None
-    clock.advance(1.1)  # the second exchange waits out the minimum gap
+    clock.advance(1.3)  # the second exchange waits out one backoff step
     assert await task and account.base_state is State.ACTIVE
 
 
@@ -178,7 +178,7 @@ async def test_credential_change_restarts_exchange_and_discards_stale_answer():
     service.apply([config("a", "gho_new")])
     assert account.base_state is State.STARTING and account.token is None
     await asyncio.sleep(0)
-    clock.advance(1.1)
+    clock.advance(1.3)
     await asyncio.sleep(0.05)
     assert account.base_state is State.ACTIVE and exchange.calls == 2
     service.stop()
