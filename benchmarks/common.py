@@ -24,6 +24,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))  # the helpers the tests use too; not a package
 
+from fake_copilot import endpoint_bases  # noqa: E402
 from mitmdump_process import PROXY_ENV_VARS, Mitmdump, stop_process, write_accounts  # noqa: E402
 
 STREAM_SSE = ROOT / "benchmarks" / "stream_sse.py"
@@ -87,6 +88,10 @@ class Upstream:
         with httpx.Client(trust_env=False, timeout=30) as client:
             return client.get(f"{self.base_url}/_fake/log").json()
 
+    def pool_options(self) -> dict:
+        """The pool's options for this fake: its GitHub API and its plain-http endpoints, trusted."""
+        return {"pool_github_api": self.base_url, "pool_extra_endpoints": endpoint_bases(self.base_url)}
+
     def stop(self) -> None:
         stop_process(self.process)
 
@@ -103,7 +108,7 @@ def pool_proxy(
     accounts = write_accounts(work / f"accounts-{time.monotonic_ns()}.json", upstream.accounts)
     proxy = Mitmdump(
         work / f"confdir-{time.monotonic_ns()}",
-        {**QUIET, "pool_accounts": accounts, "pool_github_api": upstream.base_url, **(options or {})},
+        {**QUIET, "pool_accounts": accounts, **upstream.pool_options(), **(options or {})},
         addon=addon,
     )
     try:

@@ -19,7 +19,7 @@ def one_start(upstream: Upstream, count: int, timeout: float = 30.0) -> dict:
     work = workdir()
     accounts = write_accounts(work / "accounts.json", upstream.accounts)
     spawned = time.monotonic()
-    proxy = Mitmdump(work / "confdir", {"pool_accounts": accounts, "pool_github_api": upstream.base_url})
+    proxy = Mitmdump(work / "confdir", {"pool_accounts": accounts, **upstream.pool_options()})
     listening = time.monotonic()
     try:
         first = None

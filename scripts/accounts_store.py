@@ -10,7 +10,15 @@ import json
 import os
 from pathlib import Path
 
-from copilot_pool.runtime.accounts_file import TOKEN_SOURCES, AccountEntry, AccountsFileError
+from copilot_pool.runtime.accounts_file import (
+    MAX_ACCOUNTS_FILE,
+    TOKEN_SOURCES,
+    AccountEntry,
+    AccountsFileError,
+    json_document,
+    where_file,
+)
+from copilot_pool.runtime.files import FileProblem, read_limited
 from pydantic import ValidationError
 
 
@@ -41,18 +49,16 @@ def upsert_account(path: str | Path, name: str, github_token: str, account_type:
 
 
 def _read(path: Path) -> dict:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return {"accounts": []}
-    except OSError as e:
-        raise AccountsFileError(f"accounts file {path}: cannot read it ({e.strerror or e})") from None
     try:
-        document = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise AccountsFileError(
-            f"accounts file {path}: not valid JSON ({e.msg} at line {e.lineno}); left as it is"
-        ) from None
+        raw = read_limited(path, MAX_ACCOUNTS_FILE)
+    except FileProblem as e:
+        raise AccountsFileError(f"{where_file(path)} {e}; left as it is") from None
+    try:
+        document = json_document(raw, where_file(path))
+    except AccountsFileError as e:
+        raise AccountsFileError(f"{e}; left as it is") from None
     if not isinstance(document, dict) or not isinstance(document.get("accounts"), list):
         raise AccountsFileError(f"accounts file {path}: expected an object with an 'accounts' list; left as it is")
     return document

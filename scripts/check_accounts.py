@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import httpx
 from _common import DEFAULT_GITHUB_API, client, copilot_user, json_object
+from copilot_pool.core.endpoints import EndpointPolicy
 from copilot_pool.core.exchange import ExchangeError, parse_exchange_response
 from copilot_pool.core.model import AccountConfig
 from copilot_pool.github import EXCHANGE_HEADERS, EXCHANGE_PATH
@@ -20,20 +22,30 @@ from copilot_pool.observe.redact import redact
 from copilot_pool.runtime.accounts_file import AccountsFileError, load_accounts_file
 
 
-def check(http: httpx.Client, github_api: str, account: AccountConfig) -> tuple[bool, str]:
+def check(http: httpx.Client, github_api: str, account: AccountConfig, policy: EndpointPolicy) -> tuple[bool, str]:
     """(ok, one line describing the account)."""
     headers = {**EXCHANGE_HEADERS, "authorization": f"token {account.github_token}"}
     try:
         response = http.get(github_api.rstrip("/") + EXCHANGE_PATH, headers=headers)
-        exchanged = parse_exchange_response(response.status_code, response.content, account.account_type)
+        exchanged = parse_exchange_response(
+            response.status_code,
+            response.content,
+            account.account_type,
+            headers=response.headers,
+            wall_now=time.time(),
+        )
         user = copilot_user(http, github_api, account.github_token)
     except ExchangeError as e:
         return False, f"FAILED  {e.reason}"
     except httpx.HTTPError as e:
         return False, f"FAILED  cannot reach {github_api}: {type(e).__name__}"
     info = json_object(user) if user.status_code == 200 else {}
+    # the endpoint the pool would use: the exchange's, when the pool trusts it (core/endpoints.py)
+    chosen = policy.choose(exchanged.api_endpoint, exchanged.proxy_endpoint, account.account_type)
+    refused_parts = exchanged.refused + chosen.refused
+    refused = f" (refused {', '.join(refused_parts)})" if refused_parts else ""
     return True, (
-        f"ok  plan {info.get('copilot_plan', '?')}, sku {exchanged.sku or '?'}, endpoint {exchanged.api_endpoint}, "
+        f"ok  plan {info.get('copilot_plan', '?')}, sku {exchanged.sku or '?'}, endpoint {chosen.api}{refused}, "
         f"premium {_premium(info)}"
     )
 
@@ -54,7 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--accounts", default="accounts.json", help="accounts file (default: accounts.json)")
     p.add_argument("--github-api", default=DEFAULT_GITHUB_API, help="GitHub API base URL (the pool_github_api option)")
+    p.add_argument(
+        "--extra-endpoint",
+        action="append",
+        default=[],
+        metavar="BASE",
+        help="an endpoint base the pool trusts besides GitHub's Copilot hosts (the pool_extra_endpoints option)",
+    )
     a = p.parse_args(argv)
+    try:
+        policy = EndpointPolicy.from_options(a.github_api, a.extra_endpoint)
+    except ValueError as e:
+        print(f"--extra-endpoint: {e}", file=sys.stderr)
+        return 2
     try:
         accounts = load_accounts_file(a.accounts)
     except AccountsFileError as e:
@@ -64,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     width = max((len(acc.name) for acc in accounts), default=0)
     with client() as http:
         for account in accounts:
-            ok, line = check(http, a.github_api, account)
+            ok, line = check(http, a.github_api, account, policy)
             failed += not ok
             disabled = "" if account.enabled else " (disabled in the file)"
             print(redact(f"{account.name:<{width}}  {line}{disabled}"), flush=True)

@@ -41,7 +41,12 @@ def main() -> int:
 
     proxy = Mitmdump(
         workdir / "mitmproxy",
-        {"pool_accounts": accounts_file, "pool_github_api": fake.base_url, "listen_port": args.port},
+        {
+            "pool_accounts": accounts_file,
+            "pool_github_api": fake.base_url,
+            "pool_extra_endpoints": fake.endpoint_bases(),  # the fake's plain-http Copilot API: trusted for the demo
+            "listen_port": args.port,
+        },
     )
     try:
         proxy.wait_accounts([name for name, _ in ACCOUNTS])

@@ -39,6 +39,7 @@ import re
 import secrets
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -197,10 +198,33 @@ class _Injection:
     remaining: int
     headers: dict
     body: bytes
+    fault: str = "drop"  # status 0 only: which connection fault (CONNECTION_FAULTS)
+
+
+# Connection faults an inference request can be answered with (inject_fault): nothing an HTTP client can use.
+CONNECTION_FAULTS = ("drop", "reset", "garbage")  # closed before a byte, reset mid-body, a status line that is no HTTP
+DROP = object()  # in an exchange answer's fields: leave this field out
+
+
+@dataclasses.dataclass
+class _ExchangeAnswer:
+    """How the token exchange answers one account instead of the honest answer (set_exchange_answer)."""
+
+    status: int = 200
+    headers: dict = dataclasses.field(default_factory=dict)
+    fields: dict = dataclasses.field(default_factory=dict)  # merged into the honest answer; a callable gets now
+    body: bytes | None = None  # sent as is instead of any JSON
 
 
 def _json(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def endpoint_bases(base_url: str) -> list[str]:
+    """The fake's two plain-http API bases (individual accounts get 127.0.0.1, the others localhost): what the
+    pool must be told to trust (pool_extra_endpoints), since they are no https Copilot host."""
+    port = urlsplit(base_url).port
+    return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
 
 
 def _host_only(host_header: str) -> str | None:
@@ -256,6 +280,8 @@ class FakeCopilot:
         self._sessions: dict[str, tuple[str, float]] = {}  # session token -> (minting account, expires at)
         self.websockets: list[dict] = []  # one record per WebSocket: account, messages, closed
         self._injections: dict[str, collections.deque[_Injection]] = {}
+        self._exchange_answers: dict[str, _ExchangeAnswer] = {}  # hostile or broken token exchange answers
+        self._refuse_all: set[str] = set()  # accounts whose every inference request gets 401
         self._rl_default: tuple[int | None, float] = (rate_limit, rate_window)
         self._rl_account: dict[str, tuple[int | None, float]] = {}
         self._rl_state: dict[str, list] = {}  # account -> [window_start, admitted count]
@@ -361,6 +387,48 @@ class FakeCopilot:
                 _Injection(status, count, dict(headers or {}), raw)
             )
 
+    def inject_fault(self, account: str, fault: str, count: int = 1) -> None:
+        """The account's next `count` inference requests end in a connection fault instead of an answer."""
+        if fault not in CONNECTION_FAULTS:
+            raise ValueError(f"unknown fault {fault!r}")
+        with self._lock:
+            self._get(account)
+            self._injections.setdefault(account, collections.deque()).append(_Injection(0, count, {}, b"", fault))
+
+    def set_exchange_answer(
+        self,
+        account: str,
+        *,
+        status: int = 200,
+        headers: dict | None = None,
+        fields: dict | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        """From now on the account's token exchange answers `status` with `headers`; a 200 is the honest answer
+        with `fields` merged in (`endpoints`, `expires_at`, `refresh_in`, ...; a callable value is called with the
+        time, DROP leaves the field out), or `body` as is. `clear_exchange_answer` restores the honest answer."""
+        with self._lock:
+            self._get(account)
+            self._exchange_answers[account] = _ExchangeAnswer(status, dict(headers or {}), dict(fields or {}), body)
+
+    def clear_exchange_answer(self, account: str) -> None:
+        with self._lock:
+            self._exchange_answers.pop(account, None)
+
+    def refuse_all(self, account: str, on: bool = True) -> None:
+        """401 to every inference request with the account's credentials, though its exchange still works."""
+        with self._lock:
+            self._get(account)
+            (self._refuse_all.add if on else self._refuse_all.discard)(account)
+
+    def exchange_times(self, account: str) -> list[float]:
+        """When each token exchange request of the account arrived, whatever it was answered."""
+        with self._lock:
+            return [e.time for e in self.log if e.account == account and e.path.startswith("/copilot_internal/v2/")]
+
+    def endpoint_bases(self) -> list[str]:
+        return endpoint_bases(self.base_url)
+
     def revoke(self, account: str) -> None:
         with self._lock:
             self._get(account).revoked = True
@@ -463,6 +531,23 @@ class FakeCopilot:
             "chat_enabled": True,
             "individual": acct.account_type == "individual",
         }
+
+    def _exchange_answer(self, acct: _Account) -> tuple[int, dict, bytes]:
+        """The exchange's (status, headers, body) for the account: honest, or as set_exchange_answer says."""
+        answer = self._exchange_answers.get(acct.name)
+        if answer is not None and answer.status != 200:
+            return answer.status, answer.headers, answer.body if answer.body is not None else _json(RATE_LIMITED)
+        if not acct.copilot:
+            return 403, {}, _json(NO_COPILOT)
+        issued = self._issue(acct)
+        if answer is None:
+            return 200, {}, _json(issued)
+        if answer.body is not None:
+            return 200, answer.headers, answer.body
+        now = time.time()
+        for key, value in answer.fields.items():
+            issued[key] = value(now) if callable(value) else value
+        return 200, answer.headers, _json({k: v for k, v in issued.items() if v is not DROP})
 
     def _user_info(self, acct: _Account) -> dict:
         remaining, pct = self._quota(acct)
@@ -661,14 +746,15 @@ class _Handler(BaseHTTPRequestHandler):
             acct = f._github_account(token)
             name = acct.name if acct else None
             kind = "github" if acct else None
+            headers: dict = {}
             if acct is None or acct.revoked:
-                status, payload = 401, BAD_CREDENTIALS
+                status, body = 401, _json(BAD_CREDENTIALS)
             elif path.endswith("/token"):
-                status, payload = (200, f._issue(acct)) if acct.copilot else (403, NO_COPILOT)
+                status, headers, body = f._exchange_answer(acct)
             else:
-                status, payload = 200, f._user_info(acct)
+                status, body = 200, _json(f._user_info(acct))
             self._record(name, kind, status, token)
-        self._send(status, _json(payload))
+        self._send(status, body, headers)
 
     # ----- GitHub's OAuth device flow ------------------------------------------------------
 
@@ -753,14 +839,9 @@ class _Handler(BaseHTTPRequestHandler):
             request = json.loads(body) if body else {}
         except ValueError:
             request = None
-        acct, status, payload, headers = self._decide(kind, engine, request)
-        if status == 0:  # injected connection drop: no status line, nothing at all
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
+        acct, status, payload, headers, fault = self._decide(kind, engine, request)
+        if status == 0:  # an injected connection fault: nothing an HTTP client can use
+            return self._connection_fault(fault)
         if payload is not None:
             return self._send(status, payload, headers)
         model = engine or request.get("model") or DEFAULT_MODEL.get(kind, "gpt-4o")
@@ -768,14 +849,15 @@ class _Handler(BaseHTTPRequestHandler):
             return self._stream(kind, acct.name, model, headers)
         self._send(200, _json(self._answer(kind, acct, model, request)), headers)
 
-    def _decide(self, kind: str, engine: str | None, request) -> tuple[_Account | None, int, bytes | None, dict]:
-        """Judge one Copilot call as the service would: (account, status, refusal body or None, headers).
-        A 2xx comes back without a body, to be built outside the lock."""
+    def _decide(self, kind: str, engine: str | None, request) -> tuple[_Account | None, int, bytes | None, dict, str]:
+        """Judge one Copilot call as the service would: (account, status, refusal body or None, headers, the
+        connection fault when status is 0). A 2xx comes back without a body, to be built outside the lock."""
         f = self.fake
         cred = self._credential(("bearer",))
         bad_json = not isinstance(request, dict)
         request = {} if bad_json else request
         headers: dict = {}
+        fault = "drop"
         with f._lock:
             acct, cred_kind, issued = None, None, f._tokens.get(cred) if cred else None
             if issued is not None:
@@ -787,6 +869,7 @@ class _Handler(BaseHTTPRequestHandler):
                 cred_kind = "github" if acct else None
                 ok = acct is not None and not acct.revoked
                 expected_host = urlsplit(f.api_base(acct.account_type)).hostname if acct else None
+            ok = ok and (acct is None or acct.name not in f._refuse_all)
             if acct is not None:
                 headers["x-fake-account"] = acct.name
             session = self.headers.get("Copilot-Session-Token")
@@ -820,7 +903,7 @@ class _Handler(BaseHTTPRequestHandler):
                 inj.remaining -= 1
                 if inj.remaining <= 0:
                     queue.popleft()
-                status, payload = inj.status, inj.body
+                status, payload, fault = inj.status, inj.body, inj.fault
                 headers.update(inj.headers)
             elif bad_json:
                 status, payload = (
@@ -868,7 +951,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(acct.name if acct else None, cred_kind, status, cred)
         if f.delay:
             time.sleep(f.delay)
-        return acct, status, payload, headers
+        return acct, status, payload, headers, fault
 
     def _answer(self, kind: str, acct: _Account, model: str, request: dict) -> dict:
         if kind == "models":
@@ -888,6 +971,23 @@ class _Handler(BaseHTTPRequestHandler):
         if kind in BILLED_KINDS:
             answer["copilot_usage"] = self.fake._bill(acct.name, model)
         return answer
+
+    def _connection_fault(self, fault: str) -> None:
+        self.close_connection = True
+        try:
+            if fault == "reset":  # a head promising a body, half of it, then a TCP reset
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+                self.wfile.write(b'{"choices": [')
+                self.wfile.flush()
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                return
+            if fault == "garbage":
+                self.wfile.write(b"HTTP/1.1 two hundred\r\n\r\n")
+                self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _stream(self, kind: str, account: str, model: str, headers: dict) -> None:
         self.send_response(200)
@@ -924,7 +1024,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _websocket(self) -> None:
         """`GET /responses` with Upgrade: the same checks as an HTTP call, then one `response.create` per text
         message, answered with the Responses events. Response ids belong to this connection only."""
-        acct, status, payload, headers = self._decide("ws", None, {})
+        acct, status, payload, headers, _ = self._decide("ws", None, {})
         if status != 200 or acct is None:
             return self._send(status or 502, payload or b"", headers)
         ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
@@ -994,6 +1094,62 @@ class _Handler(BaseHTTPRequestHandler):
         # One write per event, flushed at once, so each event is its own network read.
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
+
+
+class ByteRecorder:
+    """A listener nothing should ever reach: it accepts connections, records every byte that arrives on each
+    (a TLS ClientHello counts), and answers nothing. Tests point hostile endpoints at it."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._server = socket.create_server((host, 0), backlog=64)
+        self._server.settimeout(0.1)
+        self.port = self._server.getsockname()[1]
+        self.connections: list[bytearray] = []  # what each connection sent
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, name="byte-recorder", daemon=True)]
+        self._threads[0].start()
+
+    @property
+    def bytes_received(self) -> int:
+        with self._lock:
+            return sum(len(c) for c in self.connections)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            record = bytearray()
+            with self._lock:
+                self.connections.append(record)
+            thread = threading.Thread(target=self._read, args=(conn, record), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _read(self, conn: socket.socket, record: bytearray) -> None:
+        conn.settimeout(0.2)
+        with conn:
+            while not self._stop.is_set():
+                try:
+                    data = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                with self._lock:
+                    record += data
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._server.close()
+        for thread in self._threads:
+            thread.join(2)
 
 
 def _answer(kind: str, account: str, model: str, request: dict) -> dict:

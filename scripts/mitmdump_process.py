@@ -60,7 +60,8 @@ class Mitmdump:
         if addon:
             cmd += ["-s", str(ADDON if addon is True else addon)]
         for key, value in settings.items():
-            cmd += ["--set", f"{key}={value}"]
+            for item in value if isinstance(value, list | tuple) else [value]:  # a list: one --set per item
+                cmd += ["--set", f"{key}={item}"]
         cmd += list(args)
         process_env = {k: v for k, v in os.environ.items() if k not in PROXY_ENV_VARS}
         process_env.update(env or {})

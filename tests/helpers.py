@@ -26,11 +26,16 @@ def pool_of(*configs: AccountConfig, strategy: str = "least-busy", clock: FakeCl
 
 
 def give_token(
-    pool: Pool, account: Account, lifetime: float = 3600, endpoint: str = "https://api.example"
+    pool: Pool, account: Account, lifetime: float = 3600, endpoint: str = "https://api.individual.githubcopilot.com"
 ) -> CopilotToken:
     now = pool.clock.now()
     token = CopilotToken(
-        f"tid={account.name}", now + lifetime, now + lifetime - 60, endpoint, "https://proxy.example", "sku"
+        f"tid={account.name}",
+        now + lifetime,
+        now + lifetime - 60,
+        endpoint,
+        "https://proxy.individual.githubcopilot.com",
+        "sku",
     )
     pool.token_received(account, token)
     return token

@@ -89,6 +89,7 @@ class Rig:
         settings = {
             "pool_accounts": write_accounts(tmp / "accounts.json", [dict(a) for a in accounts]),
             "pool_github_api": self.fake.base_url,
+            "pool_extra_endpoints": self.fake.endpoint_bases(),  # the fake's plain-http bases, trusted for tests
             "pool_github_token_file": tmp / "no-token-file",
             "fake_upstream": self.fake.base_url,
             "fake_network_log": self.log,

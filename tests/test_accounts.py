@@ -70,8 +70,9 @@ def test_example_file_is_valid(monkeypatch, tmp_path):
             {"accounts": [{"name": "a", "github_token": SECRET}, {"name": "a", "github_token": SECRET}]},
             "accounts[1] 'a': field 'name': duplicate",
         ),
-        ({"accounts": [{"name": "", "github_token": SECRET}]}, "accounts[0] '': field 'name'"),
+        ({"accounts": [{"name": "", "github_token": SECRET}]}, "accounts[0]: field 'name'"),
         ({"accounts": [{"name": "a", "github_token": "gho_x\r\nX-Evil: 1"}]}, "whitespace or control"),
+        ({"accounts": [{"name": "a", "github_token": "gho_x\u00e9"}]}, "not printable ASCII"),
         ({"acounts": []}, "top level: field 'acounts': unknown field"),
         ([], "top level"),
     ],
@@ -84,13 +85,12 @@ def test_missing_env_and_file(tmp_path):
     assert "environment variable NOPE is not set" in error_for(
         tmp_path, {"accounts": [{"name": "a", "github_token_env": "NOPE"}]}
     )
-    assert "field 'github_token_file': cannot read" in error_for(
-        tmp_path, {"accounts": [{"name": "a", "github_token_file": "missing.token"}]}
-    )
+    missing = f"field 'github_token_file': {tmp_path / 'missing.token'} cannot be read (No such file"
+    assert missing in error_for(tmp_path, {"accounts": [{"name": "a", "github_token_file": "missing.token"}]})
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(AccountsFileError, match="cannot read it"):
+    with pytest.raises(AccountsFileError, match="nope.json cannot be read"):
         load_accounts_file(tmp_path / "nope.json")
 
 

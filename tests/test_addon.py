@@ -50,7 +50,7 @@ async def test_request_swaps_credential_and_records_account(addon):
     await addon.request(flow)
     name = flow.metadata["copilot_pool.account"]
     assert flow.request.headers["authorization"] == f"Bearer tid={name}"
-    assert flow.request.url == "https://api.example/chat/completions"
+    assert flow.request.url == "https://api.individual.githubcopilot.com/chat/completions"
     assert name in flow.comment and "least-busy" in flow.comment
     flow.response = tutils.tresp(status_code=200)
     await addon.response(flow)
@@ -117,6 +117,10 @@ def test_option_errors_name_the_option(addon):
         addon.tctx.configure(addon, pool_cooldown=0)
     with pytest.raises(exceptions.OptionsError, match="pool_github_api"):
         addon.tctx.configure(addon, pool_github_api="ftp://x")
+    with pytest.raises(exceptions.OptionsError, match="pool_extra_endpoints: not a scheme://host:port base: 'ftp://x'"):
+        addon.tctx.configure(addon, pool_extra_endpoints=["http://127.0.0.1:1", "ftp://x"])
+    with pytest.raises(exceptions.OptionsError, match=r"pool_github_api: not an http\(s\) URL: 'x+'\.\.\. \(100000"):
+        addon.tctx.configure(addon, pool_github_api="x" * 100_000)  # a short prefix of the value, not all of it
 
 
 async def test_quota_headers_are_tracked_and_shown_in_status(addon):
@@ -168,15 +172,29 @@ async def test_quota_poll_asks_only_about_accounts_not_heard_from_lately():
     assert asked == ["b"] and pool.accounts["b"].quota.remaining == 30
 
 
-async def test_request_goes_to_the_endpoint_with_host_header_port_and_prefix(addon):
+async def test_request_goes_to_an_extra_endpoint_with_host_header_and_port(addon):
+    addon.tctx.configure(addon, pool_extra_endpoints=["http://127.0.0.1:8443"])
     pool = addon.service.pool
     for account in pool.accounts.values():
-        give_token(pool, account, endpoint="http://127.0.0.1:8443/base/")
+        give_token(pool, account, endpoint="http://127.0.0.1:8443")
     flow = pooled_flow()
     flow.request.path = "/chat/completions?x=1"
     await addon.request(flow)
-    assert flow.request.url == "http://127.0.0.1:8443/base/chat/completions?x=1"
+    assert flow.request.url == "http://127.0.0.1:8443/chat/completions?x=1"
     assert flow.request.headers["host"] == "127.0.0.1:8443"
+
+
+async def test_an_untrusted_endpoint_is_never_pointed_at(addon):
+    """Tokens that somehow hold an endpoint the policy does not trust (here: set behind the exchange's back)
+    get the pool's own 502; the request keeps its original host and the client's credential."""
+    pool = addon.service.pool
+    for account in pool.accounts.values():
+        give_token(pool, account, endpoint="http://127.0.0.1:8443")  # no pool_extra_endpoints for it
+    flow = pooled_flow()
+    await addon.request(flow)
+    assert flow.response.status_code == 502 and b"pool_endpoint_refused" in flow.response.content
+    assert flow.request.host == "api.githubcopilot.com" and flow.request.headers["authorization"] == "Bearer tid=client"
+    assert all(a.in_flight == 0 for a in pool.accounts.values()) and not addon.attempts.pooled
 
 
 async def test_a_401_takes_the_account_out_at_once_and_the_failover_picks_another(addon):

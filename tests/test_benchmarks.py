@@ -9,13 +9,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from common import in_flight, percentile  # noqa: E402
+from e2e import upstream  # noqa: E402
 from mitmdump_process import write_accounts  # noqa: E402
 from profiling import analyse, where  # noqa: E402
 
 
 def test_in_flight_counts_a_running_stream_and_then_none(start_proxy, fake, tmp_path):
     accounts = write_accounts(tmp_path / "accounts.json", [{"name": "alice", "github_token": "gho_alice_secret_0001"}])
-    proxy = start_proxy({"pool_accounts": accounts, "pool_github_api": fake.base_url})
+    proxy = start_proxy({"pool_accounts": accounts, **upstream(fake)})
     proxy.wait_accounts(["alice"])
     assert in_flight(proxy) == 0
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}

@@ -24,7 +24,7 @@ def test_reset_epoch():
 
 def test_clamped_and_garbage():
     assert retry_after_seconds({"retry-after": "99999999"}, NOW) == MAX_COOLDOWN
-    assert retry_after_seconds({"retry-after": "-5"}, NOW) == 0
+    assert retry_after_seconds({"retry-after": "-5"}, NOW) is None
     assert retry_after_seconds({"retry-after": "soon"}, NOW) is None
     assert retry_after_seconds({"retry-after": "nan"}, NOW) is None
     assert retry_after_seconds({}, NOW) is None

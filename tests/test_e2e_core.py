@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import time
 
-from e2e import ALICE, BOB, inference, pool_proxy
+from e2e import ALICE, BOB, inference, pool_proxy, upstream
 from mitmdump_process import chat, write_accounts
 
 
 def test_legacy_token_without_accounts_file(start_proxy, fake):
-    proxy = start_proxy({"pool_github_api": fake.base_url}, env={"GH_TOKEN": "gho_alice_secret_0001"})
+    proxy = start_proxy(upstream(fake), env={"GH_TOKEN": "gho_alice_secret_0001"})
     proxy.wait_accounts(["default"])
     with proxy.client() as client:
         response = chat(client)
@@ -21,7 +21,7 @@ def test_legacy_token_without_accounts_file(start_proxy, fake):
 
 
 def test_no_accounts_at_all_passes_traffic_through(start_proxy, fake):
-    proxy = start_proxy({"pool_github_api": fake.base_url})
+    proxy = start_proxy(upstream(fake))
     proxy.wait_for(r"no accounts configured, passing all traffic through untouched")
     with proxy.client() as client:
         # not a pooled host: reaches the fake untouched, with the client's own credential
@@ -116,9 +116,7 @@ def test_non_copilot_hosts_and_paths_keep_the_clients_credential(start_proxy, fa
 
 def test_no_usable_account_answers_503(start_proxy, fake, tmp_path):
     fake.revoke("alice")
-    proxy = start_proxy(
-        {"pool_accounts": write_accounts(tmp_path / "a.json", [ALICE]), "pool_github_api": fake.base_url}
-    )
+    proxy = start_proxy({"pool_accounts": write_accounts(tmp_path / "a.json", [ALICE]), **upstream(fake)})
     proxy.wait_for(r"pool: account alice failed: GitHub rejected the token")
     with proxy.client() as client:
         response = chat(client)

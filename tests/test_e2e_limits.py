@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import bcrypt
 import httpx
-from e2e import ALICE, BOB, CAROL, inference, pool_proxy
+from e2e import ALICE, BOB, CAROL, inference, pool_proxy, upstream
 from mitmdump_process import chat, write_accounts
 from ws_client import WebSocket
 
@@ -89,6 +89,7 @@ def test_an_account_out_of_a_cooldown_is_eased_back_in(start_proxy, fake, tmp_pa
     proxy = pool_proxy(start_proxy, fake, tmp_path, accounts=(ALICE,), pool_max_wait=30)
     fake.inject("alice", 429, headers={"retry-after": "2"}, body=limit("user_global_rate_limited"))
     with proxy.client() as client:
+        assert chat(client).status_code == 429  # no other account: the 429 goes back (a failover never re-picks)
         assert chat(client).status_code == 200  # waited out the 2 s; alice is easing back in
     fake.set_delay(0.4)
     results = []
@@ -164,7 +165,7 @@ def test_who_spent_what_with_two_proxyauth_users(start_proxy, fake, tmp_path):
     htpasswd.write_text("\n".join(lines) + "\n")
     fake.cost_nano = (400_000_000, 400_000_000)
     accounts = write_accounts(tmp_path / "accounts.json", [ALICE, BOB])
-    options = {"pool_accounts": accounts, "pool_github_api": fake.base_url, "pool_user_daily_credits": 1}
+    options = {"pool_accounts": accounts, **upstream(fake), "pool_user_daily_credits": 1}
     proxy = start_proxy({**options, "proxyauth": f"@{htpasswd}"})
     ca = proxy.ca
 

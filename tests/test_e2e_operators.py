@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from browser import pixels_near, png_pixels, run_chromium
-from e2e import ALICE, BOB, CAROL, pool_proxy
+from e2e import ALICE, BOB, CAROL, pool_proxy, upstream
 from mitmdump_process import chat, write_accounts
 
 BADGES = {"active": (0x1A, 0x7F, 0x37), "cooling": (0xBF, 0x87, 0x00), "failed": (0xCF, 0x22, 0x2E)}
@@ -88,9 +88,7 @@ def exits_with(start_proxy, options):
 @pytest.mark.parametrize("listen_host", ["0.0.0.0", ""])
 def test_refuses_an_open_proxy(start_proxy, fake, tmp_path, listen_host):
     path = write_accounts(tmp_path / "accounts.json", [ALICE])
-    returncode, output = exits_with(
-        start_proxy, {"listen_host": listen_host, "pool_accounts": path, "pool_github_api": fake.base_url}
-    )
+    returncode, output = exits_with(start_proxy, {"listen_host": listen_host, "pool_accounts": path, **upstream(fake)})
     assert returncode == 1
     assert "pool: refusing to run: mode 'regular' listens on" in output and "pool_allow_open_proxy" in output
     assert fake.exchanges("alice") == 0  # mitmproxy exits before the pool starts: no account ever holds a token
@@ -109,7 +107,7 @@ def test_open_listener_with_proxyauth_or_override_starts(start_proxy, tmp_path):
 def test_warns_about_a_readable_accounts_file(start_proxy, fake, tmp_path):
     path = write_accounts(tmp_path / "accounts.json", [ALICE])
     path.chmod(0o644)
-    proxy = start_proxy({"pool_accounts": path, "pool_github_api": fake.base_url})
+    proxy = start_proxy({"pool_accounts": path, **upstream(fake)})
     proxy.wait_for(rf"accounts file {path} is readable by group or others \(mode 0644\).*chmod 600")
 
 

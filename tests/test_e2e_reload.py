@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from e2e import ALICE, BOB, CAROL, pool_proxy
+from e2e import ALICE, BOB, CAROL, pool_proxy, upstream
 from mitmdump_process import chat, write_accounts
 
 APPLY_WITHIN = 2.0  # seconds from the write to the change being in effect
@@ -106,7 +106,7 @@ def test_token_file_change_re_exchanges(start_proxy, fake, tmp_path):
     token_file = tmp_path / "alice.token"
     token_file.write_text(ALICE["github_token"])
     path = write_accounts(tmp_path / "accounts.json", [{"name": "alice", "github_token_file": "alice.token"}])
-    proxy = start_proxy({"pool_accounts": path, "pool_github_api": fake.base_url})
+    proxy = start_proxy({"pool_accounts": path, **upstream(fake)})
     proxy.wait_for(r"account alice active")
     fake.add_account("alice", "gho_alice_rotated_0005")
     issued_before = set(fake.issued_tokens())
@@ -127,7 +127,7 @@ def test_invalid_file_at_runtime_keeps_pool_and_pool_reload_too(start_proxy, fak
         r"accounts file change ignored.*accounts\[0\] 'alice': field 'bogus': unknown field", timeout=APPLY_WITHIN
     )
     path.unlink()
-    proxy.wait_for(r"accounts file change ignored.*cannot read it", timeout=APPLY_WITHIN)
+    proxy.wait_for(r"accounts file change ignored.*accounts.json cannot be read", timeout=APPLY_WITHIN)
     with proxy.client() as client:
         assert chat(client).status_code == 200
     assert "gho_alice_secret_0001" not in proxy.output()

@@ -58,6 +58,11 @@ def test_failover_under_concurrent_clients(start_proxy, fake4, tmp_path):
         late = [e for e in inference(fake4) if e.account == name and e.time > cooled_at + 0.5]
         assert not late, f"{name} got a request while cooling"
     carol_401 = next(c for a, s, c in log if (a, s) == ("carol", 401))
+    # (carol's token was seconds old when refused: the new exchange may wait a backoff step, not a storm)
+    proxy.wait_for(r"pool: account carol active \(.*after a 401 from Copilot\)")
+    with proxy.client() as client:
+        assert [chat(client).status_code for _ in range(8)] == [200] * 8
+    log = [(e.account, e.status, e.credential) for e in inference(fake4)]
     assert fake4.exchanges("carol") == 2  # the 401 led to a new token ...
     assert any(a == "carol" and s == 200 and c != carol_401 for a, s, c in log)  # ... that carol serves with
     proxy.wait_for(r"pool: account bob cooling until \S+ \(\d+s\)")
@@ -75,10 +80,14 @@ def test_dropped_connection_on_a_retry_fails_over_and_tiers_order_the_accounts(s
         response = chat(client)
         assert (response.status_code, response.headers["x-fake-account"]) == (200, "carol")
         assert [(e.account, e.status) for e in inference(fake4)] == [("alice", 429), ("bob", 0), ("carol", 200)]
+        # bob's dropped connection cooled it for a backoff step (about a second): tier 2 serves meanwhile
+        assert chat(client).headers["x-fake-account"] == "carol"
+        proxy.wait_for(r"pool: account bob active again: cooldown over")
+        assert chat(client).headers["x-fake-account"] == "bob"  # alice still cooling: tier 1 serves
         # a first attempt is mitmproxy's own connection: when it drops, mitmproxy answers 502 itself
         fake4.inject("bob", 0)
         assert chat(client).status_code == 502
-        assert chat(client).headers["x-fake-account"] == "bob"  # alice still cooling: tier 1 serves
+        assert chat(client).headers["x-fake-account"] == "carol"  # bob cools again, so tier 2 serves
     stopped_clean(proxy)
     from mitmproxy import io
 
@@ -128,7 +137,12 @@ def test_a_short_cooldown_is_waited_out_instead_of_failing(start_proxy, fake4, t
     proxy = pool_proxy(start_proxy, fake4, tmp_path, accounts=ACCOUNTS[:1])
     fake4.inject("alice", 429, headers={"retry-after": "2"})
     with proxy.client() as client:
+        # the rate-limited request is not sent to alice again (a failover never re-picks an account that
+        # answered it): it gets her 429 at once
         start = time.monotonic()
+        limited = chat(client)
+        assert limited.status_code == 429 and time.monotonic() - start < 1.5
+        # the next request waits in line for alice's short cooldown instead of failing
         response = chat(client)
         waited = time.monotonic() - start
     assert response.status_code == 200 and 1.5 < waited < 10

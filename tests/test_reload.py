@@ -59,6 +59,8 @@ async def test_same_account_set_is_a_no_op():
     assert exchange.calls == 1
     service.apply([config("a", "gho_changed")])
     await asyncio.sleep(0.01)
+    clock.advance(1.3)  # replacing a token seconds old waits one backoff step (1 s +-20%)
+    await asyncio.sleep(0.01)
     assert exchange.calls == 2 and service.pool.accounts["a"].config.github_token == "gho_changed"
     service.stop()
 

@@ -172,6 +172,10 @@ def test_import_editor_tokens_with_nothing_to_import(tmp_path):
 # -- check_accounts.py -----------------------------------------------------------------------------------
 
 
+def trusted(fake) -> list[str]:
+    return [arg for base in fake.endpoint_bases() for arg in ("--extra-endpoint", base)]
+
+
 def test_check_accounts_reports_each_account_and_fails_on_one(fake, tmp_path):
     fake.add_account("carol", "gho_carol_secret_0003")
     fake.revoke("carol")
@@ -181,7 +185,7 @@ def test_check_accounts_reports_each_account_and_fails_on_one(fake, tmp_path):
         {"name": "bob", "github_token": BOB_TOKEN, "account_type": "business"},
     ]
     accounts.write_text(json.dumps({"accounts": entries}))
-    result = run("check_accounts.py", "--accounts", str(accounts), "--github-api", fake.base_url)
+    result = run("check_accounts.py", "--accounts", str(accounts), "--github-api", fake.base_url, *trusted(fake))
     assert result.returncode == 0, result.stdout + result.stderr
     alice, bob = result.stdout.splitlines()
     assert alice.startswith("alice  ok  plan individual, sku copilot_for_individuals_subscriber, ")
@@ -193,6 +197,9 @@ def test_check_accounts_reports_each_account_and_fails_on_one(fake, tmp_path):
     )
     result = run("check_accounts.py", "--accounts", str(accounts), "--github-api", fake.base_url)
     assert result.returncode == 1
+    # without the fake's bases trusted, its plain-http endpoints are refused, as the pool would refuse them
+    refused = f"endpoint https://api.individual.githubcopilot.com (refused endpoints.api 'http://127.0.0.1:{fake.port}'"
+    assert refused in result.stdout
     assert (
         "carol  FAILED  GitHub rejected the token (401)" in result.stdout
         and "1 of 3 account(s) failed" in result.stderr

@@ -84,6 +84,7 @@ class Account:
     last_failure: str | None = None
     served: int = 0
     rate_limited: int = 0
+    connection_failures: int = 0  # in a row: connections to its endpoint that failed before an answer
     quota: Quota | None = None  # last premium quota seen (response headers or /copilot_internal/user)
     usage_limits: dict[str, Quota] = field(default_factory=dict)  # "session" / "weekly", from answers' headers
     credits: dict[str, int] = field(default_factory=dict)  # model -> nano-AIU its answers reported, since start

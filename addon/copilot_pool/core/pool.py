@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .backoff import backoff
 from .catalogue import Catalogue
 from .classify import Outcome, Verdict
 from .clock import Clock
@@ -210,8 +211,8 @@ class Pool:
             return NoAccount(Unavailable.COOLING, min(a.resting_until(model) for a in usable) - now)
         if any(a.base_state is State.STARTING for a in others):
             return NoAccount(Unavailable.STARTING)
-        if exclude and any(a.pickable(now) for a in exclude):
-            return NoAccount(Unavailable.EXHAUSTED)
+        if exclude and any(a.base_state is State.ACTIVE for a in exclude):
+            return NoAccount(Unavailable.EXHAUSTED)  # those it tried could serve (now or once cooled), no other
         return NoAccount(Unavailable.UNUSABLE if self.accounts else Unavailable.EMPTY)
 
     # -- transitions: the only writers of account state ----------------------------------------------
@@ -239,16 +240,23 @@ class Pool:
         self._changed()
         return was
 
-    def invalidate(self, account: Account) -> None:
-        """Copilot refused the account's token (a 401): not picked until a new one arrives."""
-        if account.base_state is State.ACTIVE:
-            account.base_state = State.STARTING
-            account.token = None
-            self._changed()
+    def invalidate(self, account: Account) -> bool:
+        """Copilot refused the account's token (a 401): not picked until a new one arrives. False when it was not
+        serving anyway (another 401 already took it out)."""
+        if account.base_state is not State.ACTIVE:
+            return False
+        account.base_state = State.STARTING
+        account.token = None
+        self._changed()
+        return True
 
     def exchange_failed(self, account: Account, reason: str) -> None:
         """A token exchange failed for now (network, 5xx): the account keeps any token it still holds."""
         account.failures += 1
+        account.last_failure = reason
+
+    def exchange_paced(self, account: Account, reason: str) -> None:
+        """The next exchange waits for a backoff step; `reason` says why (shown while the account is starting)."""
         account.last_failure = reason
 
     def fail(self, account: Account, reason: str) -> None:
@@ -303,6 +311,7 @@ class Pool:
         """What one upstream answer means for the account: served, or cooling (a 429, a 402) for the scope the
         limit names, with its pace slowed; several accounts limited back to back hold the whole pool."""
         now = self.clock.now()
+        account.connection_failures = 0  # it answered
         if verdict.cooldown is not None:
             account.rate_limited += 1
             scoped = model if verdict.scope is Scope.MODEL else None
@@ -370,6 +379,12 @@ class Pool:
         elif not spent and account.budget_until > now:  # a raised budget, or a new month
             account.budget_until = 0.0
             self._changed()
+
+    def connection_failed(self, account: Account) -> float:
+        """A connection to the account's endpoint failed before an answer (refused, reset, garbage): cool it with
+        exponential backoff while that keeps happening. Returns the cooldown's end."""
+        account.connection_failures += 1
+        return self.cool(account, backoff(account.connection_failures))
 
     def quota_seen(self, account: Account, quota: Quota) -> None:
         account.quota = quota

@@ -12,19 +12,19 @@ MAX_COOLDOWN = 6 * 3600.0  # rate-limit waits can be hours; anything longer is m
 
 def retry_after_seconds(headers: Mapping[str, str], wall_now: float) -> float | None:
     """Seconds to wait according to `retry-after-ms`, `Retry-After` (seconds or HTTP-date) or
-    `x-ratelimit-reset` (epoch seconds), clamped to [0, MAX_COOLDOWN]; None when no hint parses."""
-    wait = finite_float(headers.get("retry-after-ms"))
-    if wait is not None:
-        wait /= 1000
-    if wait is None:
-        wait = _parse_retry_after(headers.get("retry-after"), wall_now)
-    if wait is None:
-        reset = finite_float(headers.get("x-ratelimit-reset"))
-        if reset is not None:
-            wait = reset - wall_now
-    if wait is None:
-        return None
-    return min(max(wait, 0.0), MAX_COOLDOWN)
+    `x-ratelimit-reset` (epoch seconds), the first that gives a wait, at most MAX_COOLDOWN. None when none does:
+    a hint that is unparsable, zero, negative or in the past is no reason to send the account traffic again at
+    once, so the caller's default applies."""
+    ms = finite_float(headers.get("retry-after-ms"))
+    reset = finite_float(headers.get("x-ratelimit-reset"))
+    for wait in (
+        None if ms is None else ms / 1000,
+        _parse_retry_after(headers.get("retry-after"), wall_now),
+        None if reset is None else reset - wall_now,
+    ):
+        if wait is not None and wait > 0:
+            return min(wait, MAX_COOLDOWN)
+    return None
 
 
 def _parse_retry_after(value: str | None, wall_now: float) -> float | None:

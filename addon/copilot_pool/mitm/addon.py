@@ -66,6 +66,7 @@ class CopilotPool:
         new = settings.read(ctx.options)
         self.guard.check(ctx.options, updated, self.service.running)
         self.settings = self.attempts.settings = new
+        self.service.trust(new.endpoints)
         self.service.pool.set_strategy(new.strategy)
         self.service.affinity.ttl = new.affinity_ttl
         self.service.quota_poll_interval = new.quota_poll

@@ -105,6 +105,18 @@ def request_id() -> str:
     return f"C0DE:{secrets.token_hex(2).upper()}:{secrets.token_hex(3).upper()}:{secrets.token_hex(4).upper()}"
 
 
+def untrusted_endpoint() -> http.Response:
+    """The account's endpoint is not one pool credentials may go to (core/endpoints.py): nothing was sent."""
+    body = {
+        "error": {
+            "message": "The Copilot pool refused to send this request to the chosen account's endpoint; "
+            "the pool's log says why.",
+            "code": "pool_endpoint_refused",
+        }
+    }
+    return http.Response.make(502, json.dumps(body), {"content-type": "application/json"})
+
+
 def resent(status: int, headers: httpx.Headers, body: bytes) -> http.Response:
     """A re-sent attempt's answer as the flow's response, its body as upstream sent it (encoding intact)."""
     fields = [(k, v) for k, v in headers.raw if k.lower() not in NOT_RETURNED]

@@ -12,15 +12,14 @@ answer is in.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import httpx
+from mitmproxy import flow as mitmflow
 from mitmproxy import http
 
 from .. import LOGGER_NAME
@@ -28,6 +27,7 @@ from ..core.affinity import conversation_key
 from ..core.bodies import model_of
 from ..core.catalogue import MODEL_ENDPOINTS, merged, websocket_endpoint
 from ..core.classify import Outcome, Verdict, classify, connection_error
+from ..core.endpoints import Endpoint, UntrustedEndpoint, trusted_endpoint
 from ..core.limits import Scope
 from ..core.model import Account, Lease, State
 from ..core.parse import json_object
@@ -78,12 +78,21 @@ class Pooled:
     rate_limited: int = 0  # upstream 429s its attempts met
     token_generation: int = 0  # the current account's token generation when the attempt was sent
     tried: list[Account] = field(default_factory=list)  # one entry per attempt
-    exclude: list[Account] = field(default_factory=list)  # not to be tried again (connection errors)
+    exclude: list[Account] = field(default_factory=list)  # not to be tried again for this request
+    refused: list[Account] = field(default_factory=list)  # answered 401: may serve once more, on a new token
     attempts: list[dict] = field(default_factory=list)  # what each attempt got, for flow.metadata
 
     def switch(self, lease: Lease) -> None:
         self.lease.release()  # exactly once: a no-op when the attempt was already counted out
         self.lease = lease
+
+    def answered(self, account: Account, verdict: Verdict) -> None:
+        """An account that answered is not tried again for this request (whatever its cooldown says), except
+        once after a 401: with its freshly exchanged token."""
+        if verdict.refresh and account not in self.refused:
+            self.refused.append(account)
+        elif account not in self.exclude:
+            self.exclude.append(account)
 
 
 class Attempts:
@@ -161,9 +170,16 @@ class Attempts:
             return
         credential_kind = sends_github_token(req.headers.get("authorization"))
         pooled = Pooled(lease, route, req.path, credential_kind, conversation, want, websocket, model, user)
+        try:
+            endpoint, credential = self._target(pooled)
+        except UntrustedEndpoint as e:
+            lease.release()
+            log.error(f"pool: account {lease.account.name}: {e}")
+            flow.response = answers.untrusted_endpoint()
+            flow.comment = f"pool: {lease.account.name}'s endpoint refused"
+            return
         self.pooled[flow.id] = pooled
-        base, credential = self._target(pooled)
-        _point_at(req, base, pooled.path)
+        _point_at(req, endpoint, pooled.path)
         req.headers["authorization"] = f"Bearer {credential}"
         flow.metadata["copilot_pool.account"] = lease.account.name
         flow.comment = f"pool: {_picked(lease, waited)}"
@@ -203,15 +219,16 @@ class Attempts:
         flow.response = answers.no_account(e, want.model, want.endpoint, plans)
         flow.marked = COOLING_MARKER if flow.response.status_code == 429 else ":no_entry:"
 
-    def _target(self, pooled: Pooled) -> tuple[str, str]:
-        """The endpoint the current attempt goes to and the credential it carries."""
+    def _target(self, pooled: Pooled) -> tuple[Endpoint, str]:
+        """The endpoint the current attempt goes to and the credential it carries; raise UntrustedEndpoint
+        (nothing is sent) when pool credentials may not go there (core/endpoints.py)."""
         account, token = pooled.lease.account, pooled.lease.account.token
         assert token is not None  # acquire only hands out accounts holding a valid token
         pooled.tried.append(account)
         pooled.token_generation = account.token_generation
         base = token.api_endpoint if pooled.route is Route.API else token.proxy_endpoint
         credential = account.config.github_token if pooled.github_credential else token.value
-        return base, credential
+        return trusted_endpoint(self.service.endpoints, base), credential
 
     # -- responseheaders ----------------------------------------------------------------------------
 
@@ -299,30 +316,43 @@ class Attempts:
         assert response is not None
         verdict = self._judge(flow, pooled, response.status_code, response.headers, _error_body(response))
         resendable = not response.stream and not pooled.websocket  # our client re-sends neither
-        while verdict.failover and resendable and len(pooled.tried) < self.settings.max_attempts:
+        while verdict.failover and resendable and self._attempts_left(pooled, verdict):
             pooled.lease.release()  # that attempt is over: its account may take the next one (or the retry)
             try:
                 # Cooling, failed and refreshing accounts are not picked; when none can serve, wait in line.
                 lease, waited = await self.service.waits.acquire(self.settings.max_wait, pooled.want, pooled.exclude)
             except NoAccount as e:
                 flow.comment += f"; no other account ({answers.code(e)})"
-                if e.reason is not Unavailable.EXHAUSTED:
+                if e.reason is not Unavailable.EXHAUSTED or verdict.refresh:
                     self._no_account(flow, e, pooled.want)  # nothing can serve now: the pool's own answer says why
+                    verdict = Verdict(Outcome.OTHER, flow.response.status_code)
                 break
             pooled.switch(lease)
-            base, credential = self._target(pooled)
+            try:
+                endpoint, credential = self._target(pooled)
+            except UntrustedEndpoint as e:
+                log.error(f"pool: account {lease.account.name}: {e}")
+                flow.comment += f"; {lease.account.name}'s endpoint refused"
+                pooled.exclude.append(lease.account)
+                continue
             flow.comment += f"; retried on {_picked(lease, waited)}"
             try:
-                status, headers, body = await self._resend(flow.request, base.rstrip("/") + pooled.path, credential)
+                status, headers, body = await self._resend(flow.request, endpoint.url(pooled.path), credential)
             except httpx.HTTPError as e:
                 verdict = self._judge_connection_error(flow, pooled, type(e).__name__)
-                pooled.exclude.append(lease.account)
                 continue
             flow.response = answers.resent(status, headers, body)
             verdict = self._judge(flow, pooled, status, flow.response.headers, _error_body(flow.response))
+        if verdict.refresh and resendable:  # every try ended in a 401: no client sees a 401 the pool's token earned
+            flow.response = answers.no_account(NoAccount(Unavailable.EXHAUSTED))
         if len(pooled.tried) > 1 and verdict.outcome is Outcome.OK:
             flow.comment += ", buffered"
             flow.marked = ":repeat:"
+
+    def _attempts_left(self, pooled: Pooled, verdict: Verdict) -> bool:
+        """pool_max_attempts in all, and one more after a 401 on the last of them: the request never met a
+        valid token, so it is owed a try on a freshly exchanged one."""
+        return len(pooled.tried) < self.settings.max_attempts + (1 if verdict.refresh else 0)
 
     def _judge(
         self, flow: http.HTTPFlow, pooled: Pooled, status: int, headers: Mapping[str, str], body: bytes | None
@@ -356,21 +386,27 @@ class Attempts:
             service.token_refused(account, pooled.token_generation, f"after a {status} from Copilot")
         elif verdict.recatalogue:
             note += f", fetching {account.name}'s models again"
-            pooled.exclude.append(account)  # not for this request, whatever its catalogue says
             service.pool.model_refused(account, pooled.model)  # nor for the next, until its catalogue is in
             service.catalogues.refresh(account)
         elif verdict.outcome is Outcome.OK:
             service.affinity.put(pooled.conversation, account.name)
         flow.comment += note
         pooled.attempts.append({"account": account.name, "status": status, "outcome": str(verdict.outcome)})
+        pooled.answered(account, verdict)  # not tried again for this request (a 401: once, on a new token)
         return verdict
 
     def _judge_connection_error(self, flow: http.HTTPFlow, pooled: Pooled, what: str) -> Verdict:
-        flow.comment += f" -> connection error ({what})"
-        pooled.attempts.append(
-            {"account": pooled.lease.account.name, "status": 0, "outcome": str(Outcome.CONNECTION_ERROR)}
-        )
-        return connection_error()
+        account = pooled.lease.account
+        flow.comment += f" -> connection error ({what}), {self._connection_failed(account)}"
+        pooled.attempts.append({"account": account.name, "status": 0, "outcome": str(Outcome.CONNECTION_ERROR)})
+        verdict = connection_error()
+        pooled.answered(account, verdict)
+        return verdict
+
+    def _connection_failed(self, account: Account) -> str:
+        """The account's endpoint failed us before an answer: it cools, longer each time in a row."""
+        until = self.service.pool.connection_failed(account)
+        return f"{account.name} cooling {until - self.service.clock.now():.0f}s"
 
     async def _resend(self, request: http.Request, url: str, credential: str) -> tuple[int, httpx.Headers, bytes]:
         headers = [(k, v) for k, v in request.headers.fields if k.lower() not in NOT_RESENT]
@@ -390,6 +426,8 @@ class Attempts:
         if pooled is not None:
             pooled.lease.release()
             flow.comment += f" -> {flow.error.msg if flow.error else 'error'}"
+            if _upstream_failed(flow):
+                flow.comment += f", {self._connection_failed(pooled.lease.account)}"
             _redact(flow, pooled.lease.account.name)
 
 
@@ -404,20 +442,21 @@ def _picked(lease: Lease, waited: float) -> str:
     return f"{lease.account.name} ({lease.reason}{f', waited {waited:.1f}s' if waited else ''})"
 
 
-def _point_at(req: http.Request, base: str, path: str) -> None:
-    """`req.url = base + path` at a third of the cost: each endpoint is parsed once, not once per request."""
-    scheme, host, port, prefix = _endpoint(base)
-    req.scheme, req.port = scheme, port
-    req.host = host  # last: it rewrites the Host header (and :authority) from scheme, host and port
-    if prefix:
-        req.path = prefix + path
+def _point_at(req: http.Request, endpoint: Endpoint, path: str) -> None:
+    """`req.url = endpoint.url(path)` at a third of the cost: the endpoint was parsed once, by the guard."""
+    req.scheme, req.port = endpoint.scheme, endpoint.port
+    req.host = endpoint.host  # last: it rewrites the Host header (and :authority) from scheme, host and port
+    req.path = path
 
 
-@functools.lru_cache(maxsize=256)
-def _endpoint(base: str) -> tuple[str, str, int, str]:
-    parts = urlsplit(base)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, parts.hostname or "", port, parts.path.rstrip("/")
+# The error hook also fires when the client goes away or the flow is killed: no fault of the account's.
+CLIENT_SIDE_ERRORS = ("Client disconnected", mitmflow.Error.KILLED_MESSAGE, "Request body exceeds")
+
+
+def _upstream_failed(flow: http.HTTPFlow) -> bool:
+    """The flow ended in an error on the account's side: refused, closed before a byte, reset mid-body, an
+    answer that is no HTTP."""
+    return flow.error is not None and not flow.error.msg.startswith(CLIENT_SIDE_ERRORS)
 
 
 def _error_body(response: http.Response) -> bytes | None:

@@ -1,17 +1,22 @@
 """The addon's options: declared once, read in `configure` into one frozen `Settings` that the hooks use.
 
-`--set` parses only str, int and bool options (a float option aborts mitmproxy's start-up), and a misspelled
-`--set` name is ignored silently, so every option is declared here with its bounds and checked on each change.
+`--set` parses only str, int, bool and Sequence[str] options (a float option aborts mitmproxy's start-up), and a
+misspelled `--set` name is ignored silently, so every option is declared here with its bounds and checked on each
+change.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from urllib.parse import urlparse
 
 from mitmproxy import exceptions
 
+from ..core.endpoints import EndpointPolicy
 from ..core.strategies import DEFAULT_STRATEGY, STRATEGIES
+from ..core.text import quote
 from ..github import DEFAULT_GITHUB_API
 from ..runtime.service import DEFAULT_AFFINITY_TTL, DEFAULT_MODELS_REFRESH, DEFAULT_QUOTA_POLL
 
@@ -34,6 +39,13 @@ class Settings:
     user_daily_credits: int = 0
     log_summary: int = 0
     allow_open_proxy: bool = False
+    extra_endpoints: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def endpoints(self) -> EndpointPolicy:
+        """Where pool credentials may go (core/endpoints.py): GitHub's Copilot hosts, the GHE.com tenant's, and
+        the extra bases. Raises ValueError for an extra base that is not scheme://host:port."""
+        return EndpointPolicy.from_options(self.github_api, self.extra_endpoints)
 
 
 HELP = {
@@ -61,7 +73,11 @@ HELP = {
     "(0: no cap).",
     "log_summary": "Seconds between summary log lines of the pool's state (0: none).",
     "allow_open_proxy": "Run even when listening on a non-loopback address without proxyauth.",
+    "extra_endpoints": "More endpoint bases (exact scheme://host:port) a token exchange may name and pool "
+    "credentials may go to, besides GitHub's https Copilot hosts: for a local test upstream, or a "
+    "Copilot-compatible gateway you run. Repeat the option for each.",
 }
+TYPES = {"extra_endpoints": Sequence[str]}  # the others: the type of their default
 BOUNDS = {
     "cooldown": (1, 86400),
     "max_attempts": (1, 10),
@@ -78,17 +94,23 @@ CHOICES = {"strategy": list(STRATEGIES)}
 
 def declare(loader) -> None:
     for f in fields(Settings):
-        loader.add_option(PREFIX + f.name, type(f.default), f.default, HELP[f.name], choices=CHOICES.get(f.name))
+        typespec = TYPES.get(f.name, type(f.default))
+        loader.add_option(PREFIX + f.name, typespec, f.default, HELP[f.name], choices=CHOICES.get(f.name))
 
 
 def read(options) -> Settings:
     """The current options as Settings; raise OptionsError naming the option when one is out of bounds."""
-    settings = Settings(**{f.name: getattr(options, PREFIX + f.name) for f in fields(Settings)})
+    values = {f.name: getattr(options, PREFIX + f.name) for f in fields(Settings)}
+    settings = Settings(**{**values, "extra_endpoints": tuple(values["extra_endpoints"])})
     for name, (low, high) in BOUNDS.items():
         value = getattr(settings, name)
         if not low <= value <= high:
             raise exceptions.OptionsError(f"{PREFIX}{name}: must be between {low} and {high}, got {value}")
     parsed = urlparse(settings.github_api)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise exceptions.OptionsError(f"{PREFIX}github_api: not an http(s) URL: {settings.github_api!r}")
+        raise exceptions.OptionsError(f"{PREFIX}github_api: not an http(s) URL: {quote(settings.github_api)}")
+    try:
+        settings.endpoints  # noqa: B018 - built (and checked) once here, not on the first request
+    except ValueError as e:
+        raise exceptions.OptionsError(f"{PREFIX}extra_endpoints: {e}") from None
     return settings

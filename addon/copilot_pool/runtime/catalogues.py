@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 
 from .. import LOGGER_NAME
 from ..core.catalogue import parse_models
+from ..core.endpoints import EndpointPolicy, UntrustedEndpoint, trusted_endpoint
 from ..core.exchange import FetchModels
 from ..core.model import Account, State
 from ..core.pool import Pool
@@ -18,8 +19,16 @@ log = logging.getLogger(LOGGER_NAME)
 
 
 class CatalogueKeeper:
-    def __init__(self, pool: Pool, fetch: FetchModels, clock: Clock, spawn: Callable[[Coroutine], object]) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        fetch: FetchModels,
+        clock: Clock,
+        spawn: Callable[[Coroutine], object],
+        endpoints: Callable[[], EndpointPolicy],
+    ) -> None:
         self.pool = pool
+        self.endpoints = endpoints  # the one guard on where a Copilot token may go (core/endpoints.py)
         self.fetch = fetch
         self.clock = clock
         self.spawn = spawn
@@ -35,9 +44,12 @@ class CatalogueKeeper:
         config, token = account.config, account.token
         try:
             assert token is not None
+            trusted_endpoint(self.endpoints(), token.api_endpoint)
             catalogue = parse_models(await self.fetch(config, token), self.clock.now())
         except asyncio.CancelledError:
             raise
+        except UntrustedEndpoint:
+            return  # said when the endpoint was refused; nothing is sent there
         except Exception as e:  # noqa: BLE001 - a failed fetch keeps the catalogue the account had
             log.info(f"pool: models of {account.name} unknown for now: {type(e).__name__}: {str(e)[:80]}")
             return

@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 
 from .. import LOGGER_NAME
 from ..core.affinity import Affinity
+from ..core.endpoints import EndpointPolicy
 from ..core.exchange import Exchange, FetchModels, FetchUser
 from ..core.model import Account, AccountConfig, State, signature
 from ..core.pool import Pool, PoolChanges
@@ -45,13 +46,14 @@ class PoolService:
     def __init__(self, exchange: Exchange, fetch_user: FetchUser, fetch_models: FetchModels, clock: Clock) -> None:
         self.clock = clock
         self.pool = Pool(clock)
-        self.keeper = TokenKeeper(self.pool, exchange, clock)
+        self.endpoints = EndpointPolicy()  # where pool credentials may go; set from the options by `trust`
+        self.keeper = TokenKeeper(self.pool, exchange, clock, lambda: self.endpoints)
         self.waits = WaitQueue(self.pool, clock)
         self.pool.listener = self.waits.serve
         self.affinity = Affinity(clock, DEFAULT_AFFINITY_TTL)
         self.sessions = Sessions(clock)
         self.ledger = Ledger()  # per proxy user: requests, credits, 429s
-        self.catalogues = CatalogueKeeper(self.pool, fetch_models, clock, self.spawn)
+        self.catalogues = CatalogueKeeper(self.pool, fetch_models, clock, self.spawn, lambda: self.endpoints)
         self.keeper.on_token = self.catalogues.refresh
         self.fetch_user = fetch_user
         self.quota_poll_interval: float = DEFAULT_QUOTA_POLL
@@ -160,10 +162,25 @@ class PoolService:
     def token_refused(self, account: Account, generation: int, reason: str) -> None:
         """Copilot refused the token of `generation` (401, or 421: sent to an endpoint that is no longer the
         account's): take it out at once, so a failover does not pick it again, and exchange a new one (with its
-        endpoints, then its catalogue), unless a newer token already replaced it."""
-        if account.token_generation == generation:
-            self.pool.invalidate(account)
+        endpoints, then its catalogue), unless a newer token already replaced it or another refusal did all this.
+        (A token refused within a minute of its exchange is replaced only after a backoff step: tokens.py.)"""
+        if account.token_generation == generation and self.pool.invalidate(account):
             self.spawn(self.refresh(account.name, reason=reason))
+
+    def trust(self, policy: EndpointPolicy) -> None:
+        """Use a new endpoint trust policy (the options changed). A token whose endpoints it no longer trusts is
+        taken out and exchanged again (its endpoints are then judged anew)."""
+        if policy == self.endpoints:
+            return
+        self.endpoints = policy
+        for account in list(self.pool.accounts.values()):
+            token = account.token
+            if token is None or (policy.accept(token.api_endpoint) and policy.accept(token.proxy_endpoint)):
+                continue
+            log.warning(f"pool: account {account.name}: its endpoint is no longer trusted; exchanging its token")
+            self.pool.invalidate(account)
+            if self.running:
+                self.spawn(self.refresh(account.name, reason="endpoint policy changed"))
 
     # -- operator overrides (pool.disable / pool.enable / pool.cooldown), until the account's entry changes --
 

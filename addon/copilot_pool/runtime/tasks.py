@@ -8,6 +8,7 @@ import logging
 from collections.abc import Coroutine
 
 from .. import LOGGER_NAME
+from ..core.text import printable
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -19,5 +20,6 @@ def start(coro: Coroutine, name: str) -> asyncio.Task:
 
 
 def _log_crash(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error(f"pool: {task.get_name()} crashed: {task.exception()!r}")
+    error = None if task.cancelled() else task.exception()
+    if error is not None:  # its type and a short escaped text: an exception's repr may carry any value whole
+        log.error(f"pool: {task.get_name()} crashed: {type(error).__name__}: {printable(str(error), 200)}")

@@ -3,17 +3,28 @@
 All credential changes (the refresh loop, a new token in the accounts file, `pool.refresh`, a 401 on a
 pooled request) go through `TokenKeeper.refresh`, serialized per account. What it learns it hands to the
 pool's transitions (token received, exchange failed, failed).
+
+Exchanges are paced per account, whatever triggers them, so no answer and no trigger can make the pool hammer
+GitHub's token endpoint. Each exchange that follows a failed one, or replaces a token younger than SHORT_LIFETIME
+(a 401 on a fresh token, `pool.refresh` or a file change in a loop, a token that lives only seconds), is one more
+backoff step: it waits until 1, 2, 4 ... 60 s (with jitter) after the last. A 429's Retry-After is honoured; the
+steps start again from zero once a normal token has served. A scheduled refresh of a normal token (after ~25
+minutes) takes no step. At most MAX_CONCURRENT_EXCHANGES run at once across the pool, so thousands of accounts
+start without a flood.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from .. import LOGGER_NAME
-from ..core.exchange import Exchange, Exchanged, ExchangeError
+from ..core.backoff import backoff
+from ..core.endpoints import EndpointPolicy
+from ..core.exchange import Exchange, Exchanged, ExchangeError, token_lifetime
 from ..core.model import Account, AccountConfig, CopilotToken, State
 from ..core.pool import Pool
 from . import tasks
@@ -21,20 +32,37 @@ from .clock import Clock
 
 log = logging.getLogger(LOGGER_NAME)
 
-LOCAL_EXPIRY_SLACK = 60.0  # VS Code: trust refresh_in on the local clock, plus a minute, not the server's clock
-MAX_BACKOFF = 60.0
+MIN_EXCHANGE_GAP = 1.0  # seconds between two exchanges of one account, at the least
+SHORT_LIFETIME = 60.0  # replacing a token younger than this is a backoff step (a normal one lives 30 min)
+MAX_CONCURRENT_EXCHANGES = 16
+
+
+@dataclass
+class _Pace:
+    """What the keeper remembers of one account's exchanges, to space the next one."""
+
+    streak: int = 0  # backoff steps taken since a normal token last served
+    not_before: float = -math.inf  # the next exchange may start then
+    received_at: float = -math.inf  # when the last token arrived
+    served_then: int = 0  # the account's 2xx count then: a higher count later means the token worked
+    short: bool = False  # the last token lived less than SHORT_LIFETIME
 
 
 class TokenKeeper:
     """One refresh loop per account inside the running event loop, and the one serialized refresh path."""
 
-    def __init__(self, pool: Pool, exchange: Exchange, clock: Clock) -> None:
+    def __init__(
+        self, pool: Pool, exchange: Exchange, clock: Clock, endpoints: Callable[[], EndpointPolicy] = EndpointPolicy
+    ) -> None:
         self.pool = pool
         self.exchange = exchange
         self.clock = clock
+        self.endpoints = endpoints  # the trust policy an exchange's endpoints are judged by
         self.loops: dict[str, asyncio.Task] = {}
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # name -> (lock, [waiters])
         self.on_token: Callable[[Account], None] | None = None  # told of every new token (catalogue fetch)
+        self._pace: dict[str, _Pace] = {}  # kept across removal and re-adding: a flapping file is no trigger
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_EXCHANGES)
 
     # -- loops --------------------------------------------------------------------------------------
 
@@ -53,26 +81,17 @@ class TokenKeeper:
             self.stop(name)
 
     async def _loop(self, account: Account) -> None:
-        failures = 0
         while True:
             token, now = account.token, self.clock.now()
             if account.base_state is State.ACTIVE and token is not None and token.refresh_at > now:
                 await self.clock.sleep(token.refresh_at - now)  # another trigger may refresh meanwhile
                 continue
-            if await self.refresh(account, reason="refresh" if account.token else "first exchange"):
-                failures = 0
-                continue
-            if (
+            # A failed exchange is retried by going round again: the pacing inside spaces the attempts.
+            if not await self.refresh(account, reason="refresh" if account.token else "first exchange") and (
                 account.base_state in (State.FAILED, State.DISABLED)
                 or self.pool.accounts.get(account.name) is not account
             ):
                 return  # GitHub refused the credential: wait for a new one (a file change restarts us)
-            failures += 1
-            delay = backoff(failures)
-            if account.has_valid_token(self.clock.now()):
-                # retry well before the working token runs out: a failed refresh never drops it early
-                delay = min(delay, max(1.0, (account.token.expires_at - self.clock.now()) / 3))  # type: ignore[union-attr]
-            await self.clock.sleep(delay)
 
     def ensure_loop(self, account: Account) -> None:
         task = self.loops.get(account.name)
@@ -102,28 +121,76 @@ class TokenKeeper:
             if waiters[0] == 0:
                 del self._locks[account.name]
 
+    def _pace_of(self, name: str) -> _Pace:
+        pace = self._pace.get(name)
+        if pace is None:
+            pace = self._pace[name] = _Pace()
+        return pace
+
+    def _current(self, account: Account) -> bool:
+        return account.base_state is not State.DISABLED and self.pool.accounts.get(account.name) is account
+
     async def _exchange_once(self, account: Account, reason: str) -> bool:
-        if account.base_state is State.DISABLED or self.pool.accounts.get(account.name) is not account:
+        if not self._current(account):
             return False
+        wait = self._pace_next(account, reason)
         self.pool.exchange_started(account)
+        if wait > 0:
+            await self.clock.sleep(wait)
+            if not self._current(account):
+                return False
         config = account.config
         try:
-            exchanged = await self.exchange(config)
+            async with self._slots:
+                exchanged = await self.exchange(config)
+            lifetime, refresh_after = token_lifetime(exchanged, self.clock.wall())
         except ExchangeError as e:
+            self._paced_after_failure(account, self._pace_of(account.name), e)
             return self._exchange_failed(account, config, e)
+        pace = self._pace_of(account.name)
+        now = self.clock.now()
+        pace.received_at, pace.served_then, pace.short = now, account.served, lifetime < SHORT_LIFETIME
+        pace.not_before = now + MIN_EXCHANGE_GAP
         if account.config is not config or account.base_state is State.DISABLED:
             return False  # the credential changed or the account was disabled while we asked: discard
-        token = self._on_pool_clock(exchanged)
+        token = self._on_pool_clock(account, exchanged, lifetime, refresh_after)
         was = self.pool.token_received(account, token)
         if self.on_token is not None:
             self.on_token(account)
         if was is not State.ACTIVE:
-            remaining = token.expires_at - self.clock.now()
             log.info(
                 f"pool: account {account.name} active "
-                f"(sku {exchanged.sku or '?'}, token valid {remaining / 60:.0f} min, {reason})"
+                f"(sku {exchanged.sku or '?'}, token valid {lifetime / 60:.0f} min, {reason})"
             )
         return True
+
+    def _pace_next(self, account: Account, reason: str) -> float:
+        """Seconds the exchange about to run must wait (see the module's docstring), with the step it takes."""
+        pace, now = self._pace_of(account.name), self.clock.now()
+        if account.served > pace.served_then and not pace.short:
+            pace.streak = 0  # a normal token served: whatever went wrong before is over
+        age = now - pace.received_at
+        if age < SHORT_LIFETIME:
+            pace.streak += 1
+            pace.not_before = max(pace.not_before, pace.received_at + backoff(pace.streak))
+            wait = pace.not_before - now
+            if wait > 0:
+                why = f"its token is only {age:.1f}s old; next exchange in {wait:.0f}s ({reason})"
+                self.pool.exchange_paced(account, why)
+                log.warning(f"pool: account {account.name}: {why}")
+        return pace.not_before - now
+
+    def _paced_after_failure(self, account: Account, pace: _Pace, error: ExchangeError) -> None:
+        pace.streak += 1
+        pace.received_at = -math.inf  # this step is the failure's: the next exchange replaces no new token
+        now = self.clock.now()
+        gap = backoff(pace.streak)
+        if account.token is not None and account.has_valid_token(now):
+            # retry well before the working token runs out: a failed refresh never drops it early
+            gap = min(gap, max(MIN_EXCHANGE_GAP, (account.token.expires_at - now) / 3))
+        if error.retry_after is not None:
+            gap = max(gap, error.retry_after)  # GitHub said how long: its word beats keeping the token
+        pace.not_before = now + max(gap, MIN_EXCHANGE_GAP)
 
     def _exchange_failed(self, account: Account, config: AccountConfig, error: ExchangeError) -> bool:
         if account.config is not config:
@@ -133,26 +200,27 @@ class TokenKeeper:
             log.error(f"pool: account {account.name} failed: {error.reason}")
         else:
             self.pool.exchange_failed(account, error.reason)
-            log.warning(f"pool: account {account.name}: {error.reason}; retrying")
+            wait = self._pace_of(account.name).not_before - self.clock.now()
+            log.warning(f"pool: account {account.name}: {error.reason}; retrying in {max(wait, 0):.0f}s")
         return False
 
-    def _on_pool_clock(self, exchanged: Exchanged) -> CopilotToken:
-        now, wall = self.clock.now(), self.clock.wall()
-        lifetime = exchanged.refresh_in + LOCAL_EXPIRY_SLACK
-        server_left = exchanged.expires_at - wall
-        if 0 < server_left < lifetime:  # a short-lived token: never outlive what the server says
-            lifetime = server_left
-        margin = min(60.0, exchanged.refresh_in * 0.1)
+    def _on_pool_clock(
+        self, account: Account, exchanged: Exchanged, lifetime: float, refresh_after: float
+    ) -> CopilotToken:
+        """The token on the pool clock, with the endpoints the trust policy allows (core/endpoints.py)."""
+        chosen = self.endpoints().choose(exchanged.api_endpoint, exchanged.proxy_endpoint, account.config.account_type)
+        refused = exchanged.refused + chosen.refused
+        if refused:
+            log.warning(
+                f"pool: account {account.name}: refused {', '.join(refused)} from its token exchange (pool "
+                f"credentials go only to https Copilot hosts and pool_extra_endpoints); using {chosen.api}"
+            )
+        now = self.clock.now()
         return CopilotToken(
             exchanged.token,
             expires_at=now + lifetime,
-            refresh_at=now + max(1.0, min(exchanged.refresh_in, lifetime) - margin),
-            api_endpoint=exchanged.api_endpoint,
-            proxy_endpoint=exchanged.proxy_endpoint,
+            refresh_at=now + refresh_after,
+            api_endpoint=chosen.api,
+            proxy_endpoint=chosen.proxy,
             sku=exchanged.sku,
         )
-
-
-def backoff(failures: int) -> float:
-    """Exponential backoff with +-20% jitter: 1, 2, 4 ... 60 s."""
-    return min(MAX_BACKOFF, 2.0 ** (failures - 1)) * random.uniform(0.8, 1.2)
