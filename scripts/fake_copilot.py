@@ -52,6 +52,7 @@ ROUTES = {
 }
 ENGINE_COMPLETIONS = re.compile(r"^/v1/engines/([^/]+)/completions$")
 PREMIUM_KINDS = {"chat", "responses", "messages"}  # each 2xx costs one premium interaction
+NANO_AIU = 25_000_000  # what each answer reports it cost (copilot_usage.total_nano_aiu): 0.025 AI credits
 
 UNAUTHORIZED = {"error": {"message": "unauthorized: token expired or invalid", "code": "unauthorized"}}
 RATE_LIMITED = {
@@ -183,6 +184,7 @@ class FakeCopilot:
         self._rl_account: dict[str, tuple[int | None, float]] = {}
         self._rl_state: dict[str, list] = {}  # account -> [window_start, admitted count]
         self._conns: set[socket.socket] = set()
+        self._refusing: dict[str, socket.socket] = {}  # account -> a bound socket that never listens
         # GitHub's device flow: interval and slow_down step are seconds (GitHub: 5 and +5; tests use less)
         self.device_interval, self.device_slow_down_step, self.device_expires_in = 5.0, 5.0, 900.0
         self._device_plans: collections.deque[tuple[str, int, int, bool]] = collections.deque()
@@ -222,6 +224,9 @@ class FakeCopilot:
                 pass
         self._thread.join(timeout=5)
         self._server = self._thread = None
+        for sock in self._refusing.values():
+            sock.close()
+        self._refusing.clear()
 
     # ----- configuration -----------------------------------------------------------------
 
@@ -280,6 +285,16 @@ class FakeCopilot:
     def set_delay(self, seconds: float) -> None:
         self.delay = seconds
 
+    def refuse_connections(self, account: str) -> None:
+        """Tokens exchanged from now on send `account` to an endpoint that refuses every connection (a port bound
+        but never listening: the kernel answers RST), like an unreachable API host."""
+        with self._lock:
+            self._get(account)
+            if account not in self._refusing:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.bind((self.host, 0))
+                self._refusing[account] = sock
+
     def approve_device_login(self, account: str, pending: int = 1, slow_down: int = 0, deny: bool = False) -> None:
         """The next device code goes to `account`: `pending` polls answer authorization_pending, then `slow_down`
         polls answer slow_down, then the account's GitHub token (or access_denied with deny=True).
@@ -327,6 +342,9 @@ class FakeCopilot:
         now = time.time()
         expires_at = int(now + self.token_ttl)
         api = self.api_base(acct.account_type)
+        if refusing := self._refusing.get(acct.name):
+            host, port = refusing.getsockname()
+            api = f"http://{host}:{port}"
         netloc = urlsplit(api).netloc
         sku = SKUS[acct.account_type]
         fields = f"tid={secrets.token_hex(16)};exp={expires_at};sku={sku};proxy-ep={netloc}"
@@ -682,11 +700,11 @@ class _Handler(BaseHTTPRequestHandler):
         if payload is not None:
             return self._send(status, payload, headers)
         model = engine or request.get("model") or "gpt-4o"
-        if kind == "chat" and request.get("stream") is True:
-            return self._stream(acct.name, model, headers, chunks, interval)
+        if kind in SSE_EVENTS and request.get("stream") is True:
+            return self._stream(SSE_EVENTS[kind](acct.name, model, chunks), headers, interval, kind in DONE_KINDS)
         self._send(200, _json(_answer(kind, acct.name, model, request)), headers)
 
-    def _stream(self, account: str, model: str, headers: dict, chunks: int, interval: float) -> None:
+    def _stream(self, events, headers: dict, interval: float, done: bool) -> None:
         self.send_response(200)
         for k, v in {
             "Content-Type": "text/event-stream",
@@ -696,27 +714,14 @@ class _Handler(BaseHTTPRequestHandler):
         }.items():
             self.send_header(k, str(v))
         self.end_headers()
-        cid = f"chatcmpl-{secrets.token_hex(12)}"
         try:
-            for i in range(chunks):
-                if i:
-                    time.sleep(interval)
-                event = {
-                    "id": cid,
-                    "object": "chat.completion.chunk",
-                    "created": int(time.time()),
-                    "model": model,
-                    "sent_at": time.time(),
-                    "choices": [
-                        {
-                            "index": 0,
-                            "delta": {"content": f"chunk {i} from {account}"},
-                            "finish_reason": "stop" if i == chunks - 1 else None,
-                        }
-                    ],
-                }
-                self._chunk(b"data: " + _json(event) + b"\n\n")
-            self._chunk(b"data: [DONE]\n\n")
+            for i, (name, event, paced) in enumerate(events):
+                if paced and i:
+                    time.sleep(interval)  # text arrives paced; the bookkeeping events around it at once
+                event["sent_at"] = time.time()
+                self._chunk((b"event: %s\n" % name.encode() if name else b"") + b"data: " + _json(event) + b"\n\n")
+            if done:
+                self._chunk(b"data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except OSError:
@@ -726,6 +731,87 @@ class _Handler(BaseHTTPRequestHandler):
         # One write per event, flushed at once, so each event is its own network read.
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
+
+
+def _usage_cost() -> dict:
+    return {"total_nano_aiu": NANO_AIU, "token_details": [{"token_type": "output", "token_count": 3}]}
+
+
+def _chat_events(account: str, model: str, chunks: int):
+    """Chat completion chunks, one piece of text each; usage and cost ride on the last (finish_reason) chunk.
+    Every generator yields (event name or None, event, paced): paced events come `stream_interval` apart."""
+    cid = f"chatcmpl-{secrets.token_hex(12)}"
+    for i in range(chunks):
+        last = i == chunks - 1
+        delta = {
+            "index": 0,
+            "delta": {"content": f"chunk {i} from {account}"},
+            "finish_reason": "stop" if last else None,
+        }
+        event = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        event["choices"] = [delta]
+        if last:
+            event["usage"] = {"prompt_tokens": 10, "completion_tokens": chunks, "total_tokens": 10 + chunks}
+            event["copilot_usage"] = _usage_cost()
+        yield None, event, True
+
+
+def _completion_events(account: str, model: str, chunks: int):
+    cid = f"cmpl-{secrets.token_hex(12)}"
+    for i in range(chunks):
+        choice = {
+            "index": 0,
+            "text": f"chunk {i} from {account} ",
+            "finish_reason": "stop" if i == chunks - 1 else None,
+        }
+        yield None, {"id": cid, "object": "text_completion", "model": model, "choices": [choice]}, True
+
+
+def _responses_events(account: str, model: str, chunks: int):
+    """The Responses API's named events: created, a message item with text deltas, completed with usage and cost."""
+    response = {"id": f"resp_{secrets.token_hex(12)}", "object": "response", "model": model, "status": "in_progress"}
+    item = {"type": "message", "id": f"msg_{secrets.token_hex(12)}", "role": "assistant", "content": []}
+    yield "response.created", {"type": "response.created", "response": {**response, "output": []}}, True
+    yield "response.output_item.added", {"type": "response.output_item.added", "output_index": 0, "item": item}, False
+    text = ""
+    for i in range(chunks):
+        delta = f"chunk {i} from {account} "
+        text += delta
+        event = {"type": "response.output_text.delta", "item_id": item["id"], "output_index": 0, "delta": delta}
+        yield "response.output_text.delta", event, True
+    done = {**item, "status": "completed", "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    yield "response.output_item.done", {"type": "response.output_item.done", "output_index": 0, "item": done}, False
+    usage = {"input_tokens": 10, "output_tokens": chunks, "total_tokens": 10 + chunks}
+    completed = {**response, "status": "completed", "output": [done], "usage": usage}
+    event = {"type": "response.completed", "response": completed, "copilot_usage": _usage_cost()}
+    yield "response.completed", event, False
+
+
+def _messages_events(account: str, model: str, chunks: int):
+    """Anthropic's Messages events: message_start, one text block in deltas, message_delta (stop, usage), stop."""
+    message = {"id": f"msg_{secrets.token_hex(12)}", "type": "message", "role": "assistant", "model": model}
+    message |= {"content": [], "stop_reason": None, "usage": {"input_tokens": 10, "output_tokens": 0}}
+    yield "message_start", {"type": "message_start", "message": message}, True
+    block = {"type": "text", "text": ""}
+    yield "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}, False
+    for i in range(chunks):
+        delta = {"type": "text_delta", "text": f"chunk {i} from {account} "}
+        yield "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}, True
+    yield "content_block_stop", {"type": "content_block_stop", "index": 0}, False
+    stop = {"stop_reason": "end_turn", "stop_sequence": None}
+    event = {"type": "message_delta", "delta": stop, "usage": {"output_tokens": chunks}, "copilot_usage": _usage_cost()}
+    yield "message_delta", event, False
+    yield "message_stop", {"type": "message_stop"}, False
+
+
+# Streamed answers ("stream": true) by kind; the chat and completion streams end with `data: [DONE]`.
+SSE_EVENTS = {
+    "chat": _chat_events,
+    "completions": _completion_events,
+    "responses": _responses_events,
+    "messages": _messages_events,
+}
+DONE_KINDS = {"chat", "completions"}
 
 
 def _answer(kind: str, account: str, model: str, request: dict) -> dict:
@@ -740,6 +826,7 @@ def _answer(kind: str, account: str, model: str, request: dict) -> dict:
             "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+            "copilot_usage": _usage_cost(),
         }
     if kind == "responses":
         return {
@@ -758,6 +845,7 @@ def _answer(kind: str, account: str, model: str, request: dict) -> dict:
                 }
             ],
             "usage": {"input_tokens": 10, "output_tokens": 3, "total_tokens": 13},
+            "copilot_usage": _usage_cost(),
         }
     if kind == "messages":
         return {
@@ -769,6 +857,7 @@ def _answer(kind: str, account: str, model: str, request: dict) -> dict:
             "stop_reason": "end_turn",
             "stop_sequence": None,
             "usage": {"input_tokens": 10, "output_tokens": 3},
+            "copilot_usage": _usage_cost(),
         }
     if kind == "embeddings":
         inputs = request.get("input", [""])
