@@ -5,7 +5,8 @@ request at its endpoint. `settle` (response hook) judges each answer (core/class
 account (Pool.record: served, or cooling), and while the answer says "try another account", nothing reached
 the client yet and attempts remain, sends the request again on another account with the addon's own client.
 `failed` (error hook) counts the attempt out. Every attempt holds its own lease and releases it exactly once;
-the credential kept in the flow is redacted once its answer is in.
+the credential kept in the flow is redacted once its answer is in. A streaming request diverted to the relay
+(mitm/relay.py) makes its attempts there, with `_judge` and `_switch` from here; `settle` then only records.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..core.pool import NoAccount, Unavailable
 from ..core.quota import from_headers
 from ..core.routing import Route, sends_github_token
 from ..runtime.service import PoolService
-from . import answers
+from . import answers, story, streamstore
 from .settings import Settings
 
 COOLING_MARKER = ":hourglass:"
@@ -59,6 +60,7 @@ class Pooled:
     tried: list[Account] = field(default_factory=list)  # one entry per attempt
     exclude: list[Account] = field(default_factory=list)  # not to be tried again (connection errors)
     attempts: list[dict] = field(default_factory=list)  # what each attempt got, for flow.metadata
+    relayed: bool = False  # its attempts are made, and judged, by the relay
 
     def switch(self, lease: Lease) -> None:
         self.lease.release()
@@ -128,7 +130,7 @@ class Attempts:
             and response.status_code == 200
             and response.headers.get("content-type", "").startswith("text/event-stream")
         ):
-            response.stream = True  # relay SSE events as they come, never buffer them
+            streamstore.stream(response, self.settings.stream_store_bytes)  # as they come, never buffered
 
     # -- response -----------------------------------------------------------------------------------
 
@@ -137,12 +139,15 @@ class Attempts:
         if pooled is None:
             return
         try:
-            await self._fail_over(flow, pooled)
+            if not pooled.relayed:
+                await self._fail_over(flow, pooled)
         finally:
             pooled.lease.release()
             flow.metadata["copilot_pool.account"] = pooled.lease.account.name
             flow.metadata["copilot_pool.attempts"] = pooled.attempts
             _redact(flow, pooled.lease.account.name)
+            streamstore.keep(flow)
+            story.tell(flow, pooled.lease.account.name)
 
     async def _fail_over(self, flow: http.HTTPFlow, pooled: Pooled) -> None:
         """Act on the answer; while it says "try another account", nothing reached the client yet and attempts
@@ -152,27 +157,36 @@ class Attempts:
         verdict = self._judge(flow, pooled, response.status_code, response.headers, _error_body(response))
         while verdict.failover and not response.stream and len(pooled.tried) < self.settings.max_attempts:
             try:
-                # Cooling, failed and refreshing accounts are not picked; when none can serve, wait in line.
-                lease, waited = await self.service.waits.acquire(self.settings.max_wait, exclude=pooled.exclude)
+                url, credential = await self._switch(flow, pooled)
             except NoAccount as e:
-                flow.comment += f"; no other account ({answers.code(e)})"
                 if e.reason is not Unavailable.EXHAUSTED:
                     flow.response = answers.no_account(e)  # nothing can serve now: the pool's own answer says when
                 break
-            pooled.switch(lease)
-            base, credential = self._target(pooled)
-            flow.comment += f"; retried on {_picked(lease, waited)}"
             try:
-                status, headers, body = await self._resend(flow.request, base.rstrip("/") + pooled.path, credential)
+                status, headers, body = await self._resend(flow.request, url, credential)
             except httpx.HTTPError as e:
                 verdict = self._judge_connection_error(flow, pooled, type(e).__name__)
-                pooled.exclude.append(lease.account)
+                pooled.exclude.append(pooled.lease.account)
                 continue
             flow.response = answers.resent(status, headers, body)
             verdict = self._judge(flow, pooled, status, flow.response.headers, _error_body(flow.response))
         if len(pooled.tried) > 1 and verdict.outcome is Outcome.OK:
             flow.comment += ", buffered"
             flow.marked = ":repeat:"
+
+    async def _switch(self, flow: http.HTTPFlow, pooled: Pooled) -> tuple[str, str]:
+        """Move the request to another account: the URL and credential of its next attempt. Cooling, failed and
+        refreshing accounts are not picked; when none can serve, wait in line. Raises NoAccount (noted in the
+        comment) when waiting does not help."""
+        try:
+            lease, waited = await self.service.waits.acquire(self.settings.max_wait, exclude=pooled.exclude)
+        except NoAccount as e:
+            flow.comment += f"; no other account ({answers.code(e)})"
+            raise
+        pooled.switch(lease)
+        base, credential = self._target(pooled)
+        flow.comment += f"; retried on {_picked(lease, waited)}"
+        return base.rstrip("/") + pooled.path, credential
 
     def _judge(
         self, flow: http.HTTPFlow, pooled: Pooled, status: int, headers: Mapping[str, str], body: bytes | None
@@ -224,6 +238,7 @@ class Attempts:
             pooled.lease.release()
             flow.comment += f" -> {flow.error.msg if flow.error else 'error'}"
             _redact(flow, pooled.lease.account.name)
+            streamstore.keep(flow)  # what arrived before the stream broke
 
 
 def _picked(lease: Lease, waited: float) -> str:

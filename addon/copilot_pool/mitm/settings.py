@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 from urllib.parse import urlparse
 
 from mitmproxy import exceptions
+from mitmproxy.utils import human
 
 from ..core.strategies import DEFAULT_STRATEGY, STRATEGIES
 from ..github import DEFAULT_GITHUB_API
@@ -31,6 +33,12 @@ class Settings:
     quota_poll: int = DEFAULT_QUOTA_POLL
     log_summary: int = 0
     allow_open_proxy: bool = False
+    relay: bool = True
+    stream_store: str = "4m"
+
+    @property
+    def stream_store_bytes(self) -> int:
+        return _size(self.stream_store)
 
 
 HELP = {
@@ -51,6 +59,11 @@ HELP = {
     "report it lately (0: never ask).",
     "log_summary": "Seconds between summary log lines of the pool's state (0: none).",
     "allow_open_proxy": "Run even when listening on a non-loopback address without proxyauth.",
+    "relay": "Send pooled streaming requests through the in-process relay, so that every attempt streams and a "
+    "failed first connection fails over (false: the first attempt is mitmproxy's own, re-sent answers arrive "
+    "buffered).",
+    "stream_store": "How much of each pooled streamed answer to keep in the flow for mitmweb and -w files "
+    "(like 4m, 512k; 0: none).",
 }
 BOUNDS = {
     "cooldown": (1, 86400),
@@ -75,7 +88,18 @@ def read(options) -> Settings:
         value = getattr(settings, name)
         if not low <= value <= high:
             raise exceptions.OptionsError(f"{PREFIX}{name}: must be between {low} and {high}, got {value}")
+    try:
+        _size(settings.stream_store)
+    except ValueError:
+        raise exceptions.OptionsError(
+            f"{PREFIX}stream_store: not a size like 4m or 512k: {settings.stream_store!r}"
+        ) from None
     parsed = urlparse(settings.github_api)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise exceptions.OptionsError(f"{PREFIX}github_api: not an http(s) URL: {settings.github_api!r}")
     return settings
+
+
+@functools.lru_cache(maxsize=8)
+def _size(text: str) -> int:
+    return human.parse_size(text) or 0

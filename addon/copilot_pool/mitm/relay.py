@@ -1,0 +1,243 @@
+"""The relay: an HTTP server inside mitmproxy's event loop, on loopback, that makes a streaming request's attempts.
+
+mitmproxy streams only a response it reads from a server; an answer an addon makes arrives in one piece. So a
+pooled streaming request is diverted here (`divert`, request hook): mitmproxy sends it to the relay, the relay
+makes the attempts with failover (mitm/relayed.py) and streams the first good answer back, which mitmproxy
+streams to the client. Every attempt streams, and a refused first connection fails over like any other.
+
+Who may use it: only mitmproxy's own connection for a diverted flow. Each diverted request carries a ticket, 32
+random bytes drawn for it alone; the relay serves a ticket once, and only on the connection mitmproxy opened for
+that flow (its local address is the peer the relay sees). Another local program has no ticket, and a leaked one
+is useless to it. The request mitmproxy sends carries no credential (`Bearer <pool:NAME>`): the relay adds it
+when it calls the account's endpoint, taken from the pool, never from the bytes it received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+
+import h11
+from mitmproxy import http
+
+from .. import LOGGER_NAME
+from ..core.body import asks_for_stream
+from ..runtime import tasks
+from . import relayed
+from .attempts import Attempts, Pooled
+from .upstream import Exchange, UpstreamPool
+
+log = logging.getLogger(LOGGER_NAME)
+
+TICKET = "x-copilot-pool-relay"
+HOST = "127.0.0.1"
+
+
+@dataclass(eq=False)
+class Claim:
+    """A diverted request, waiting for mitmproxy to bring it to the relay."""
+
+    flow: http.HTTPFlow
+    pooled: Pooled
+    url: str  # where its first attempt goes (the account's endpoint, from attempts._target)
+    credential: str
+
+
+class Relay:
+    def __init__(self, attempts: Attempts) -> None:
+        self.attempts = attempts
+        self.port: int | None = None  # None: not listening (yet); requests go upstream directly
+        self.claims: dict[str, Claim] = {}  # ticket -> request
+        self.upstream = UpstreamPool()
+        self._server: asyncio.Server | None = None
+        self._connections: set[Connection] = set()
+        self._starting: asyncio.Task | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._starting = tasks.start(self._listen(), "copilot-pool relay")
+
+    async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: Connection(self), HOST, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        self.port = None
+        if self._starting is not None:
+            self._starting.cancel()
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections):
+            connection.abort()  # cancels its attempts, which release their leases
+        self.claims.clear()
+        self.upstream.close()
+
+    # -- request hook -------------------------------------------------------------------------------
+
+    def divert(self, flow: http.HTTPFlow) -> None:
+        """Send a pooled streaming request to the relay instead of to its account's endpoint."""
+        pooled = self.attempts.pooled.get(flow.id)
+        req = flow.request
+        if (
+            pooled is None
+            or self.port is None
+            or not self.attempts.settings.relay
+            or flow.server_conn.via is not None  # upstream proxy mode: mitmproxy would send it there, not here
+            or not asks_for_stream(req.get_content(strict=False) or b"")
+        ):
+            return
+        ticket = secrets.token_urlsafe(32)
+        credential = req.headers["authorization"].removeprefix("Bearer ")
+        self.claims[ticket] = Claim(flow, pooled, req.url, credential)
+        pooled.relayed = True
+        req.headers["authorization"] = f"Bearer <pool:{pooled.lease.account.name}>"
+        req.headers[TICKET] = ticket
+        req.scheme, req.port = "http", self.port
+        req.host = HOST
+
+    def forget(self, flow: http.HTTPFlow) -> None:
+        """The flow ended (answer or error): a request mitmproxy never brought here is undiverted."""
+        ticket = flow.request.headers.get(TICKET)
+        claim = self.claims.pop(ticket, None) if ticket is not None else None
+        if claim is not None:
+            _undivert(claim)
+
+    # -- a request arrives ----------------------------------------------------------------------------
+
+    def claim(self, ticket: str | None, peer: tuple) -> Claim | None:
+        """The diverted request this ticket names, if it comes on mitmproxy's own connection for that flow."""
+        claim = self.claims.get(ticket) if ticket else None
+        if claim is None or tuple(claim.flow.server_conn.sockname or ())[:2] != tuple(peer)[:2]:
+            return None
+        del self.claims[ticket]
+        _undivert(claim)
+        return claim
+
+
+def _undivert(claim: Claim) -> None:
+    """The flow shows the real upstream URL again, and no ticket."""
+    req = claim.flow.request
+    req.headers.pop(TICKET, None)
+    req.url = claim.url
+
+
+class Connection(asyncio.Protocol):
+    """One connection from mitmproxy: HTTP/1.1 (h11), keep-alive, one request at a time."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.h11 = h11.Connection(h11.SERVER)
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple = ()
+        self.request: h11.Request | None = None
+        self.task: asyncio.Task | None = None
+        self.source: Exchange | None = None  # the upstream answer being piped here
+        self.closed = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername") or ()
+        self.relay._connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.h11.receive_data(data)
+        self._next_request()
+
+    def eof_received(self) -> None:
+        self.h11.receive_data(b"")
+        self._next_request()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.relay._connections.discard(self)
+        if self.task is not None:
+            self.task.cancel()  # mitmproxy hung up (the client went away): stop the attempt, free the account
+
+    def pause_writing(self) -> None:
+        if self.source is not None:
+            self.source.pause(True)  # mitmproxy reads slower than upstream sends: read upstream no faster
+
+    def resume_writing(self) -> None:
+        if self.source is not None:
+            self.source.pause(False)
+
+    # -- requests ---------------------------------------------------------------------------------------
+
+    def _next_request(self) -> None:
+        """Read events until a whole request is in, then serve it (its body is the flow's: not needed here)."""
+        while self.task is None and not self.closed:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError:
+                return self.abort()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                self.request = event
+            elif isinstance(event, h11.EndOfMessage):
+                self.task = tasks.start(self._serve(), "copilot-pool relay request")
+            elif isinstance(event, h11.ConnectionClosed):
+                return self.abort()
+
+    async def _serve(self) -> None:
+        assert self.request is not None
+        ticket = next((v.decode() for k, v in self.request.headers if k == TICKET.encode()), None)
+        claim = self.relay.claim(ticket, self.peer)
+        if claim is None:
+            log.warning(f"pool: relay refused a request from {self.peer[:2]}: no valid ticket")
+            self.whole(403, [(b"content-type", b"text/plain")], b"forbidden\n")
+            return self.abort()
+        try:
+            await relayed.answer(
+                self.relay.attempts, self.relay.upstream, claim.flow, claim.pooled, claim.url, claim.credential, self
+            )
+        except ConnectionError:
+            return self.abort()  # upstream cut the stream, or mitmproxy left: cut ours too
+        except Exception as e:
+            log.error(f"pool: relay failed: {e!r}")
+            if self.h11.our_state is h11.SEND_RESPONSE:
+                self.whole(502, [(b"content-type", b"text/plain")], b"copilot-pool relay failed\n")
+            else:
+                return self.abort()
+        finally:
+            claim.pooled.lease.release()
+            self.task = None
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+            self._next_request()
+        else:
+            self.abort()
+
+    # -- the answer (what relayed.answer writes) ----------------------------------------------------------
+
+    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self._write(h11.Response(status_code=status, headers=headers))
+
+    def data(self, chunk: bytes) -> None:
+        self._write(h11.Data(data=chunk))
+
+    def end(self) -> None:
+        self._write(h11.EndOfMessage())
+
+    def whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+        self.head(status, [*headers, (b"content-length", str(len(body)).encode())])
+        if body:
+            self._write(h11.Data(data=body))
+        self.end()
+
+    def _write(self, event) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(self.h11.send(event))
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()

@@ -1,0 +1,193 @@
+"""The relay's client for an account's endpoint: HTTP/1.1 on asyncio protocols (h11), connections kept alive.
+
+Why not httpx: its layers (httpcore, anyio) add about 0.4 ms before a streamed event reaches its reader (first
+event p50 0.62 ms vs 0.22 ms here, same loop, same fake upstream). Here the socket's data callback does it all:
+an answer's head that the caller's `commit` accepts goes back to mitmproxy at once, and each body chunk after it,
+with no task switch between arrival and write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import certifi
+import h11
+
+type Sink = Callable[[bytes], None]
+type Commit = Callable[["Exchange"], Sink | None]  # an answer's head is in: where its body goes, or None (buffer it)
+
+CONNECT_TIMEOUT = 10.0
+MAX_IDLE = 32  # kept-alive connections per endpoint
+
+
+class Exchange(asyncio.Protocol):
+    """One connection to an endpoint, one request at a time: its answer's head, then its body, whole or piped."""
+
+    def __init__(self, pool: UpstreamPool, key: tuple) -> None:
+        self.pool, self.key = pool, key
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self._head: asyncio.Future | None = None
+        self._end: asyncio.Future | None = None
+        self._chunks: list[bytes] = []  # the body, when no sink takes it
+        self._commit: Commit | None = None
+        self._sink: Sink | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.h11.receive_data(data)
+        self._events()
+
+    def eof_received(self) -> bool:
+        self.h11.receive_data(b"")
+        self._events()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(ConnectionError(f"connection closed ({exc!r})" if exc else "connection closed"))
+
+    # -- the exchange -----------------------------------------------------------------------------------
+
+    def send(
+        self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes, commit: Commit | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._head, self._end = loop.create_future(), loop.create_future()
+        self.status, self.headers, self._chunks, self._commit, self._sink = 0, [], [], commit, None
+        data = self.h11.send(h11.Request(method=method, target=target, headers=headers))
+        data += self.h11.send(h11.Data(data=body)) if body else b""
+        assert self.transport is not None
+        self.transport.write(data + self.h11.send(h11.EndOfMessage()))
+
+    async def head(self) -> None:
+        assert self._head is not None
+        await self._head
+
+    async def whole(self) -> bytes:
+        """The body, once it is all in (or, when committed, once its last chunk went to the sink)."""
+        assert self._end is not None
+        await self._end
+        return b"".join(self._chunks)
+
+    @property
+    def committed(self) -> bool:
+        return self._sink is not None
+
+    def pause(self, paused: bool) -> None:
+        """Stop reading while the other side cannot take more (backpressure)."""
+        if self.transport is not None and not self.closed:
+            (self.transport.pause_reading if paused else self.transport.resume_reading)()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _events(self) -> None:
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as e:
+                self._fail(ConnectionError(f"bad answer: {e}"))
+                return self.abort()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Response):
+                self.status, self.headers = event.status_code, list(event.headers)
+                if self._commit is not None:
+                    self._sink = self._commit(self)
+                _resolve(self._head)
+            elif isinstance(event, h11.Data):
+                if self._sink is not None:
+                    self._sink(event.data)
+                else:
+                    self._chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                _resolve(self._end)
+            elif isinstance(event, h11.ConnectionClosed):
+                return self._fail(ConnectionError("connection closed"))
+
+    def _fail(self, error: Exception) -> None:
+        for future in (self._head, self._end):
+            if future is not None and not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved: an unread end of an abandoned exchange is no error to log
+
+
+def _resolve(future: asyncio.Future | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
+class UpstreamPool:
+    def __init__(self) -> None:
+        self.idle: dict[tuple, list[Exchange]] = {}
+        self._tls: ssl.SSLContext | None = None
+
+    async def request(
+        self, method: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes, commit: Commit | None = None
+    ) -> Exchange:
+        """Send the request (on a kept-alive connection when there is one) and wait for the answer's head; `commit`
+        sees it the moment it arrives. Raises OSError, ConnectionError or TimeoutError when no answer comes."""
+        parts = urlsplit(url)
+        https = parts.scheme == "https"
+        host, port = parts.hostname or "", parts.port or (443 if https else 80)
+        exchange = await self._connection((parts.scheme, host, port))
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        netloc = host if port == (443 if https else 80) else f"{host}:{port}"
+        headers = [(b"host", netloc.encode()), *headers, (b"content-length", str(len(body)).encode())]
+        try:
+            exchange.send(method, target, headers, body, commit)
+            await exchange.head()
+        except BaseException:
+            exchange.abort()  # half an exchange: the connection cannot serve another
+            raise
+        return exchange
+
+    def done(self, exchange: Exchange) -> None:
+        """The answer was read to its end: keep the connection for the next request, when it may be."""
+        idle = self.idle.setdefault(exchange.key, [])
+        done = exchange.h11.our_state is h11.DONE and exchange.h11.their_state is h11.DONE
+        if exchange.closed or not done or len(idle) >= MAX_IDLE:
+            return exchange.abort()
+        exchange.h11.start_next_cycle()
+        idle.append(exchange)
+
+    def close(self) -> None:
+        for connections in self.idle.values():
+            for exchange in connections:
+                exchange.abort()
+        self.idle.clear()
+
+    async def _connection(self, key: tuple) -> Exchange:
+        idle = self.idle.get(key)
+        while idle:
+            exchange = idle.pop()
+            if not exchange.closed and exchange.h11.our_state is h11.IDLE:
+                return exchange
+        scheme, host, port = key
+        tls = self._context() if scheme == "https" else None
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            _, exchange = await loop.create_connection(
+                lambda: Exchange(self, key), host, port, ssl=tls, server_hostname=host if tls else None
+            )
+        return exchange
+
+    def _context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = ssl.create_default_context(cafile=certifi.where())  # as httpx verifies
+            self._tls.set_alpn_protocols(["http/1.1"])
+        return self._tls
