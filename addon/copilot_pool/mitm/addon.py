@@ -19,7 +19,7 @@ from ..core.routing import route_for
 from ..runtime.accounts_file import AccountsFile, AccountsFileError, LegacyToken
 from ..runtime.clock import Clock, SystemClock
 from ..runtime.service import PoolService
-from . import settings
+from . import contentview, settings
 from .attempts import Attempts
 from .commands import PoolCommands
 from .guard import Guard
@@ -59,6 +59,7 @@ class CopilotPool:
         settings.declare(loader)
         self.commands.register(loader)
         self.status_page.attach()
+        contentview.register()
 
     def configure(self, updated: set[str]) -> None:
         new = settings.read(ctx.options)
