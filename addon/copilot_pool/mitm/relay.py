@@ -192,8 +192,9 @@ class Connection(asyncio.Protocol):
         claim = self.relay.claim(ticket, self.peer)
         if claim is None:
             log.warning(f"pool: relay refused a request from {self.peer[:2]}: no valid ticket")
-            self.whole(403, [(b"content-type", b"text/plain")], b"forbidden\n")
-            return self.abort()
+            self.whole(403, [(b"content-type", b"text/plain"), (b"connection", b"close")], b"forbidden\n")
+            self.closed = True
+            return self.transport.close() if self.transport else None  # after the 403 is out
         try:
             await relayed.answer(
                 self.relay.attempts, self.relay.upstream, claim.flow, claim.pooled, claim.url, claim.credential, self

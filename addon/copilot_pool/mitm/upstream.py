@@ -21,6 +21,7 @@ type Commit = Callable[["Exchange"], Sink | None]  # an answer's head is in: whe
 
 CONNECT_TIMEOUT = 10.0
 MAX_IDLE = 32  # kept-alive connections per endpoint
+IDLE_FOR = 20.0  # seconds a kept-alive connection is reused: well before servers close idle ones
 
 
 class Exchange(asyncio.Protocol):
@@ -31,6 +32,7 @@ class Exchange(asyncio.Protocol):
         self.h11 = h11.Connection(h11.CLIENT)
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.idle_since = 0.0
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self._head: asyncio.Future | None = None
@@ -159,10 +161,12 @@ class UpstreamPool:
     def done(self, exchange: Exchange) -> None:
         """The answer was read to its end: keep the connection for the next request, when it may be."""
         idle = self.idle.setdefault(exchange.key, [])
+        idle[:] = [e for e in idle if not e.closed]  # the server closed these meanwhile
         done = exchange.h11.our_state is h11.DONE and exchange.h11.their_state is h11.DONE
         if exchange.closed or not done or len(idle) >= MAX_IDLE:
             return exchange.abort()
         exchange.h11.start_next_cycle()
+        exchange.idle_since = asyncio.get_running_loop().time()
         idle.append(exchange)
 
     def close(self) -> None:
@@ -172,11 +176,12 @@ class UpstreamPool:
         self.idle.clear()
 
     async def _connection(self, key: tuple) -> Exchange:
-        idle = self.idle.get(key)
+        idle, now = self.idle.get(key), asyncio.get_running_loop().time()
         while idle:
             exchange = idle.pop()
-            if not exchange.closed and exchange.h11.our_state is h11.IDLE:
+            if not exchange.closed and now - exchange.idle_since < IDLE_FOR:
                 return exchange
+            exchange.abort()
         scheme, host, port = key
         tls = self._context() if scheme == "https" else None
         loop = asyncio.get_running_loop()
