@@ -74,6 +74,11 @@ def test_body_sniffing_finds_real_keys_only():
         "claude-sonnet-4"
     )
     assert model_of(b'{"tools": [{"properties": {"model": {"type": "string"}}}]}') is None
+    pad = b" " * 5000  # top-level keys are looked for at both ends first, then in between, and across the seams
+    for at in range(4080, 4100):
+        body = b"{" + b" " * at + b'"stream": true, "model": "m"' + pad + b"}"
+        assert asks_for_stream(body) and model_of(body) == "m", at
+    assert asks_for_stream(b"{" + pad + pad + b'"stream": true' + pad + pad + b"}")
     assert credits_of(b'data: {"copilot_usage": {"total_nano_aiu": 25000000}}\n\ndata: [DONE]\n\n') == 0.025
     assert credits_of(b'{"usage": {}}') is None
 
