@@ -50,6 +50,7 @@ class Relay:
         self.attempts = attempts
         self.port: int | None = None  # None: not listening (yet); requests go upstream directly
         self.claims: dict[str, Claim] = {}  # ticket -> request
+        self.tickets: dict[str, str] = {}  # flow id -> ticket, until the relay has the request
         self.upstream = UpstreamPool()
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
@@ -74,6 +75,7 @@ class Relay:
         for connection in list(self._connections):
             connection.abort()  # cancels its attempts, which release their leases
         self.claims.clear()
+        self.tickets.clear()
         self.upstream.close()
 
     # -- request hook -------------------------------------------------------------------------------
@@ -87,12 +89,13 @@ class Relay:
             or self.port is None
             or not self.attempts.settings.relay
             or flow.server_conn.via is not None  # upstream proxy mode: mitmproxy would send it there, not here
-            or not asks_for_stream(req.get_content(strict=False) or b"")
+            or not asks_for_stream(req.raw_content or b"")  # a compressed body is not looked into: direct path
         ):
             return
         ticket = secrets.token_urlsafe(32)
         credential = req.headers["authorization"].removeprefix("Bearer ")
         self.claims[ticket] = Claim(flow, pooled, req.url, credential)
+        self.tickets[flow.id] = ticket
         pooled.relayed = True
         req.headers["authorization"] = f"Bearer <pool:{pooled.lease.account.name}>"
         req.headers[TICKET] = ticket
@@ -101,7 +104,7 @@ class Relay:
 
     def forget(self, flow: http.HTTPFlow) -> None:
         """The flow ended (answer or error): a request mitmproxy never brought here is undiverted."""
-        ticket = flow.request.headers.get(TICKET)
+        ticket = self.tickets.pop(flow.id, None)  # cheaper than a header lookup on every flow
         claim = self.claims.pop(ticket, None) if ticket is not None else None
         if claim is not None:
             _undivert(claim)
@@ -114,6 +117,7 @@ class Relay:
         if claim is None or tuple(claim.flow.server_conn.sockname or ())[:2] != tuple(peer)[:2]:
             return None
         del self.claims[ticket]
+        self.tickets.pop(claim.flow.id, None)
         _undivert(claim)
         return claim
 

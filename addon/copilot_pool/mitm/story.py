@@ -31,10 +31,11 @@ def tell(flow: http.HTTPFlow, account: str) -> None:
 
 
 def _model(request: http.Request) -> str | None:
-    """The model asked for: in the path of a code completion, else in the body."""
-    if m := ENGINE.search(request.path.split("?", 1)[0]):
+    """The model asked for: in the path of a code completion, else in the (uncompressed) body."""
+    path = request.path
+    if "/engines/" in path and (m := ENGINE.search(path.split("?", 1)[0])):
         return m.group(1)
-    return model_of(request.raw_content or b"") if "content-encoding" not in request.headers else None
+    return model_of(request.raw_content or b"")
 
 
 def _credits(response: http.Response) -> float | None:
