@@ -172,7 +172,7 @@ ACCOUNTS3 = [ALICE, BOB, CAROL]
 
 @pytest.fixture
 def churning_fake():
-    upstream = FakeCopilot(stream_chunks=4, stream_interval=0.25)
+    upstream = FakeCopilot(stream_chunks=4, stream_interval=0.4)  # 1.2 s from the first event to the last
     for account in ACCOUNTS3:
         upstream.add_account(account["name"], account["github_token"], account.get("account_type", "individual"))
     upstream.churn_429, upstream.churn_retry_ms = 0.1, 20

@@ -140,6 +140,7 @@ class Connection(asyncio.Protocol):
         self.request: h11.Request | None = None
         self.task: asyncio.Task | None = None
         self.source: Exchange | None = None  # the upstream answer being piped here
+        self._out: list[bytes] = []  # written on flush
         self.closed = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------
@@ -223,24 +224,26 @@ class Connection(asyncio.Protocol):
     # -- the answer (what relayed.answer writes) ----------------------------------------------------------
 
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self._write(h11.Response(status_code=status, headers=headers))
+        self._out.append(self.h11.send(h11.Response(status_code=status, headers=headers)))
 
     def data(self, chunk: bytes) -> None:
-        self._write(h11.Data(data=chunk))
+        self._out.append(self.h11.send(h11.Data(data=chunk)))
 
     def end(self) -> None:
-        self._write(h11.EndOfMessage())
+        self._out.append(self.h11.send(h11.EndOfMessage()))
+
+    def flush(self) -> None:
+        if self._out and not self.closed and self.transport is not None:
+            self.transport.write(b"".join(self._out))
+        self._out.clear()
 
     def whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         self.head(status, [*headers, (b"content-length", str(len(body)).encode())])
         if body:
-            self._write(h11.Data(data=body))
+            self.data(body)
         self.end()
-
-    def _write(self, event) -> None:
-        if not self.closed and self.transport is not None:
-            self.transport.write(self.h11.send(event))
+        self.flush()
 
     def abort(self) -> None:
         self.closed = True

@@ -23,14 +23,12 @@ NOT_RETURNED = frozenset({b"connection", b"keep-alive", b"transfer-encoding"})  
 DECODED = frozenset({b"content-encoding", b"content-length"})  # what no longer holds for a body sent decoded
 
 
-class Reply(Protocol):
+class Reply(Sink, Protocol):
     """Where the answer goes: the relay's connection back to mitmproxy."""
 
     source: Exchange | None  # read no faster than mitmproxy takes it
 
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
-    def data(self, chunk: bytes) -> None: ...
-    def end(self) -> None: ...
     def whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None: ...
 
 
@@ -86,7 +84,7 @@ def _commit(exchange: Exchange, reply: Reply) -> Sink | None:
         return None
     reply.head(exchange.status, [(k, v) for k, v in exchange.headers if k not in NOT_RETURNED])
     reply.source = exchange
-    return reply.data
+    return reply
 
 
 async def _stream(exchange: Exchange, pool: UpstreamPool, flow: http.HTTPFlow, pooled: Pooled, reply: Reply) -> None:
@@ -94,13 +92,12 @@ async def _stream(exchange: Exchange, pool: UpstreamPool, flow: http.HTTPFlow, p
         flow.comment += ", streamed"
         flow.marked = ":repeat:"
     try:
-        await exchange.whole()
+        await exchange.whole()  # its end went out with its last chunk
     except ConnectionError as e:
         flow.comment += f"; stream cut ({e})"  # bytes reached the client: no failover now
         raise
     finally:
         reply.source = None
-    reply.end()
     pool.done(exchange)
 
 

@@ -2,8 +2,8 @@
 
 Why not httpx: its layers (httpcore, anyio) add about 0.4 ms before a streamed event reaches its reader (first
 event p50 0.62 ms vs 0.22 ms here, same loop, same fake upstream). Here the socket's data callback does it all:
-an answer's head that the caller's `commit` accepts goes back to mitmproxy at once, and each body chunk after it,
-with no task switch between arrival and write.
+an answer's head that the caller's `commit` accepts goes to its sink at once, and each body chunk after it, with
+no task switch between arrival and write, and one flush per read (a loopback send is a syscall and a wake-up).
 """
 
 from __future__ import annotations
@@ -11,12 +11,21 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import certifi
 import h11
 
-type Sink = Callable[[bytes], None]
+
+class Sink(Protocol):
+    """Where a committed answer's body goes, as it arrives."""
+
+    def data(self, chunk: bytes) -> None: ...
+    def end(self) -> None: ...
+    def flush(self) -> None: ...  # what came in one read goes out in one write
+
+
 type Commit = Callable[["Exchange"], Sink | None]  # an answer's head is in: where its body goes, or None (buffer it)
 
 CONNECT_TIMEOUT = 10.0
@@ -50,10 +59,14 @@ class Exchange(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.h11.receive_data(data)
         self._events()
+        if self._sink is not None:
+            self._sink.flush()
 
     def eof_received(self) -> bool:
         self.h11.receive_data(b"")
         self._events()
+        if self._sink is not None:
+            self._sink.flush()  # an answer that ends when the connection does
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -113,10 +126,12 @@ class Exchange(asyncio.Protocol):
                 _resolve(self._head)
             elif isinstance(event, h11.Data):
                 if self._sink is not None:
-                    self._sink(event.data)
+                    self._sink.data(event.data)
                 else:
                     self._chunks.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
+                if self._sink is not None:
+                    self._sink.end()
                 _resolve(self._end)
             elif isinstance(event, h11.ConnectionClosed):
                 return self._fail(ConnectionError("connection closed"))
