@@ -19,13 +19,12 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-import h11
 from mitmproxy import http
 
 from .. import LOGGER_NAME
 from ..core.body import asks_for_stream
 from ..runtime import tasks
-from . import relayed
+from . import http1, relayed
 from .attempts import Attempts, Pooled
 from .upstream import Exchange, UpstreamPool
 
@@ -43,6 +42,7 @@ class Claim:
     pooled: Pooled
     url: str  # where its first attempt goes (the account's endpoint, from attempts._target)
     credential: str
+    target: tuple[str, str, int]  # the request's scheme, host and port before it was diverted
 
 
 class Relay:
@@ -94,7 +94,7 @@ class Relay:
             return
         ticket = secrets.token_urlsafe(32)
         credential = req.headers["authorization"].removeprefix("Bearer ")
-        self.claims[ticket] = Claim(flow, pooled, req.url, credential)
+        self.claims[ticket] = Claim(flow, pooled, req.url, credential, (req.scheme, req.host, req.port))
         self.tickets[flow.id] = ticket
         pooled.relayed = True
         req.headers["authorization"] = f"Bearer <pool:{pooled.lease.account.name}>"
@@ -126,22 +126,27 @@ def _undivert(claim: Claim) -> None:
     """The flow shows the real upstream URL again, and no ticket."""
     req = claim.flow.request
     req.headers.pop(TICKET, None)
-    req.url = claim.url
+    scheme, host, port = claim.target
+    req.scheme, req.port = scheme, port
+    req.host = host  # last: it rewrites the Host header
 
 
 class Connection(asyncio.Protocol):
-    """One connection from mitmproxy: HTTP/1.1 (h11), keep-alive, one request at a time."""
+    """One connection from mitmproxy: HTTP/1.1 (http1.py), kept alive, one request at a time."""
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
-        self.h11 = h11.Connection(h11.SERVER)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple = ()
-        self.request: h11.Request | None = None
         self.task: asyncio.Task | None = None
         self.source: Exchange | None = None  # the upstream answer being piped here
-        self._out: list[bytes] = []  # written on flush
         self.closed = False
+        self._in = b""  # what arrived and is not yet part of a request
+        self._request: http1.Head | None = None
+        self._body: http1.Body | None = None  # the request's body: skipped (the flow holds it)
+        self._out: list[bytes] = []  # written on flush
+        self._chunked = False  # how the answer being sent is framed
+        self._answering = False  # its head is written
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------
 
@@ -152,12 +157,11 @@ class Connection(asyncio.Protocol):
         self.relay._connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self.h11.receive_data(data)
-        self._next_request()
-
-    def eof_received(self) -> None:
-        self.h11.receive_data(b"")
-        self._next_request()
+        self._in += data
+        try:
+            self._next_request()
+        except ValueError:
+            self.abort()  # not what mitmproxy sends
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -176,25 +180,23 @@ class Connection(asyncio.Protocol):
     # -- requests ---------------------------------------------------------------------------------------
 
     def _next_request(self) -> None:
-        """Read events until a whole request is in, then serve it (its body is the flow's: not needed here)."""
-        while self.task is None and not self.closed:
-            try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError:
-                return self.abort()
-            if event is h11.NEED_DATA or event is h11.PAUSED:
+        """Read until a whole request is in, then serve it (its body is the flow's: skipped here)."""
+        if self.task is not None or self.closed:
+            return  # mitmproxy sends the next request only after the answer
+        if self._request is None:
+            self._request, self._in = http1.take_head(self._in)
+            if self._request is None:
                 return
-            if isinstance(event, h11.Request):
-                self.request = event
-            elif isinstance(event, h11.EndOfMessage):
-                self.task = tasks.start(self._serve(), "copilot-pool relay request")
-            elif isinstance(event, h11.ConnectionClosed):
-                return self.abort()
+            self._body = http1.body_of(self._request)
+        assert self._body is not None
+        self._body.feed(self._in)
+        self._in = self._body.rest if self._body.done else b""
+        if self._body.done:
+            self.task = tasks.start(self._serve(self._request), "copilot-pool relay request")
 
-    async def _serve(self) -> None:
-        assert self.request is not None
-        ticket = next((v.decode() for k, v in self.request.headers if k == TICKET.encode()), None)
-        claim = self.relay.claim(ticket, self.peer)
+    async def _serve(self, request: http1.Head) -> None:
+        ticket = request.get(TICKET.encode())
+        claim = self.relay.claim(ticket.decode("ascii", "replace") if ticket else None, self.peer)
         if claim is None:
             log.warning(f"pool: relay refused a request from {self.peer[:2]}: no valid ticket")
             self.whole(403, [(b"content-type", b"text/plain"), (b"connection", b"close")], b"forbidden\n")
@@ -208,29 +210,33 @@ class Connection(asyncio.Protocol):
             return self.abort()  # upstream cut the stream, or mitmproxy left: cut ours too
         except Exception as e:
             log.error(f"pool: relay failed: {e!r}")
-            if self.h11.our_state is h11.SEND_RESPONSE:
-                self.whole(502, [(b"content-type", b"text/plain")], b"copilot-pool relay failed\n")
-            else:
-                return self.abort()
+            if self._answering:
+                return self.abort()  # an answer half sent cannot be mended
+            self.whole(502, [(b"content-type", b"text/plain")], b"copilot-pool relay failed\n")
         finally:
             claim.pooled.lease.release()
             self.task = None
-        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
-            self.h11.start_next_cycle()
-            self._next_request()
-        else:
-            self.abort()
+        self._request = self._body = None
+        self._answering = False
+        self._next_request()  # keep-alive: the next request may already be here
 
     # -- the answer (what relayed.answer writes) ----------------------------------------------------------
 
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self._out.append(self.h11.send(h11.Response(status_code=status, headers=headers)))
+        self._answering = True
+        self._chunked = not any(k.lower() == b"content-length" for k, _ in headers)
+        if self._chunked:
+            headers = [*headers, (b"transfer-encoding", b"chunked")]
+        self._out.append(http1.response_head(status, headers))
 
     def data(self, chunk: bytes) -> None:
-        self._out.append(self.h11.send(h11.Data(data=chunk)))
+        if chunk:
+            self._out.append(http1.chunk(chunk) if self._chunked else chunk)
 
     def end(self) -> None:
-        self._out.append(self.h11.send(h11.EndOfMessage()))
+        if self._chunked:
+            self._out.append(http1.LAST_CHUNK)
+        self._chunked = False
 
     def flush(self) -> None:
         if self._out and not self.closed and self.transport is not None:
@@ -238,10 +244,9 @@ class Connection(asyncio.Protocol):
         self._out.clear()
 
     def whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+        headers = [(k, v) for k, v in headers if k.lower() not in (b"content-length", b"transfer-encoding")]
         self.head(status, [*headers, (b"content-length", str(len(body)).encode())])
-        if body:
-            self.data(body)
+        self.data(body)
         self.end()
         self.flush()
 
