@@ -77,13 +77,14 @@ def summary(r: dict, started: dict, seconds: float) -> str:
         "",
         f"First SSE event, from the upstream's `sent_at` to the client "
         f"({st['settings']['rounds']} rounds x {st['settings']['streams_per_round']} streams per path, "
-        f"{st['failed_streams']} failed).",
+        f"{st['failed_streams']} failed; churn: {st['settings']['churn_429']:.0%} of upstream answers are 429s, "
+        "failed over to another account).",
         "",
-        "| path | p50 ms | p99 ms |",
-        "|---|---|---|",
+        "| path | p50 ms | p90 ms | p99 ms |",
+        "|---|---|---|---|",
     ]
     for path, v in st["first_chunk_ms"].items():
-        out.append(f"| {path} | {v['p50']} | {v['p99']} |")
+        out.append(f"| {path} | {v['p50']} | {v['p90']} | {v['p99']} |")
     out += [
         "",
         f"pool minus plain mitmdump, median of per-round p50s: **{st['pool_minus_mitmdump_p50_ms_median']} ms**",

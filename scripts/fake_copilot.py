@@ -288,6 +288,7 @@ class FakeCopilot:
         self._buckets: dict[tuple[str, str | None], _Bucket] = {}  # (account or "*", model or None) -> bucket
         self._nano: dict[tuple[str, str], int] = collections.Counter()  # (account, model) -> nano-AIU billed
         self._conns: set[socket.socket] = set()
+        self._refusing: dict[str, socket.socket] = {}  # account -> a bound socket that never listens
         # GitHub's device flow: interval and slow_down step are seconds (GitHub: 5 and +5; tests use less)
         self.device_interval, self.device_slow_down_step, self.device_expires_in = 5.0, 5.0, 900.0
         self._device_plans: collections.deque[tuple[str, int, int, bool]] = collections.deque()
@@ -327,6 +328,9 @@ class FakeCopilot:
                 pass
         self._thread.join(timeout=5)
         self._server = self._thread = None
+        for sock in self._refusing.values():
+            sock.close()
+        self._refusing.clear()
 
     # ----- configuration -----------------------------------------------------------------
 
@@ -463,6 +467,16 @@ class FakeCopilot:
     def set_delay(self, seconds: float) -> None:
         self.delay = seconds
 
+    def refuse_connections(self, account: str) -> None:
+        """Tokens exchanged from now on send `account` to an endpoint that refuses every connection (a port bound
+        but never listening: the kernel answers RST), like an unreachable API host."""
+        with self._lock:
+            self._get(account)
+            if account not in self._refusing:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.bind((self.host, 0))
+                self._refusing[account] = sock
+
     def approve_device_login(self, account: str, pending: int = 1, slow_down: int = 0, deny: bool = False) -> None:
         """The next device code goes to `account`: `pending` polls answer authorization_pending, then `slow_down`
         polls answer slow_down, then the account's GitHub token (or access_denied with deny=True).
@@ -510,6 +524,9 @@ class FakeCopilot:
         now = time.time()
         expires_at = int(now + self.token_ttl)
         api = self.api_base(acct.account_type)
+        if refusing := self._refusing.get(acct.name):
+            host, port = refusing.getsockname()
+            api = f"http://{host}:{port}"
         netloc = urlsplit(api).netloc
         sku = SKUS[acct.account_type]
         fields = f"tid={secrets.token_hex(16)};exp={expires_at};sku={sku};proxy-ep={netloc}"
@@ -845,7 +862,7 @@ class _Handler(BaseHTTPRequestHandler):
         if payload is not None:
             return self._send(status, payload, headers)
         model = engine or request.get("model") or DEFAULT_MODEL.get(kind, "gpt-4o")
-        if kind in STREAMED and request.get("stream") is True:
+        if kind in SSE_EVENTS and request.get("stream") is True:
             return self._stream(kind, acct.name, model, headers)
         self._send(200, _json(self._answer(kind, acct, model, request)), headers)
 
@@ -1001,18 +1018,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, str(v))
         self.end_headers()
         f = self.fake
-        events = STREAMED[kind](account, model, f.stream_chunks)
-        events[-1]["copilot_usage"] = f._bill(account, model)  # the usage rides on the last event
+        events = list(SSE_EVENTS[kind](account, model, f.stream_chunks))
+        billed = [e for _, e, _ in events if "copilot_usage" in e] or [events[-1][1]]  # the usage rides late
+        billed[-1]["copilot_usage"] = f._bill(account, model)
         try:
-            for i, event in enumerate(events):
-                if i:
-                    time.sleep(f.stream_interval)
+            for i, (name, event, paced) in enumerate(events):
+                if paced and i:
+                    time.sleep(f.stream_interval)  # text arrives paced; the bookkeeping events around it at once
                 event["sent_at"] = time.time()
-                if kind == "responses":
-                    self._chunk(b"event: " + event["type"].encode() + b"\ndata: " + _json(event) + b"\n\n")
-                else:
-                    self._chunk(b"data: " + _json(event) + b"\n\n")
-            if kind != "responses":
+                self._chunk((b"event: %s\n" % name.encode() if name else b"") + b"data: " + _json(event) + b"\n\n")
+            if kind in DONE_KINDS:
                 self._chunk(b"data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
@@ -1080,8 +1095,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if message.get("initiator", "user") == "user":
                     acct.premium_used += 1
             model = message.get("model") or "gpt-5.4"
-            events = _responses_events(acct.name, model, f.stream_chunks)
-            events[-1]["response"]["copilot_usage"] = f._bill(acct.name, model)
+            events = [event for _, event, _ in _responses_events(acct.name, model, f.stream_chunks)]
+            events[-1]["copilot_usage"] = f._bill(acct.name, model)  # response.completed says what it cost
             own_ids.add(events[0]["response"]["id"])
         for i, event in enumerate(events):
             if i:
@@ -1150,6 +1165,62 @@ class ByteRecorder:
         self._server.close()
         for thread in self._threads:
             thread.join(2)
+
+
+def _chat_events(account: str, model: str, chunks: int):
+    """Chat completion chunks, one piece of text each; usage and cost ride on the last (finish_reason) chunk.
+    Every generator yields (event name or None, event, paced): paced events come `stream_interval` apart."""
+    cid = f"chatcmpl-{secrets.token_hex(12)}"
+    for i in range(chunks):
+        last = i == chunks - 1
+        delta = {
+            "index": 0,
+            "delta": {"content": f"chunk {i} from {account}"},
+            "finish_reason": "stop" if last else None,
+        }
+        event = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        event["choices"] = [delta]
+        if last:
+            event["usage"] = {"prompt_tokens": 10, "completion_tokens": chunks, "total_tokens": 10 + chunks}
+            event["copilot_usage"] = None  # what it cost: filled in when it is sent (FakeCopilot._bill)
+        yield None, event, True
+
+
+def _responses_events(account: str, model: str, chunks: int):
+    """The Responses API's named events: created, a message item with text deltas, completed with usage and cost."""
+    response = {"id": f"resp_{secrets.token_hex(12)}", "object": "response", "model": model, "status": "in_progress"}
+    item = {"type": "message", "id": f"msg_{secrets.token_hex(12)}", "role": "assistant", "content": []}
+    yield "response.created", {"type": "response.created", "response": {**response, "output": []}}, True
+    yield "response.output_item.added", {"type": "response.output_item.added", "output_index": 0, "item": item}, False
+    text = ""
+    for i in range(chunks):
+        delta = f"chunk {i} from {account} "
+        text += delta
+        event = {"type": "response.output_text.delta", "item_id": item["id"], "output_index": 0, "delta": delta}
+        yield "response.output_text.delta", event, True
+    done = {**item, "status": "completed", "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    yield "response.output_item.done", {"type": "response.output_item.done", "output_index": 0, "item": done}, False
+    usage = {"input_tokens": 10, "output_tokens": chunks, "total_tokens": 10 + chunks}
+    completed = {**response, "status": "completed", "output": [done], "usage": usage}
+    event = {"type": "response.completed", "response": completed, "copilot_usage": None}
+    yield "response.completed", event, False
+
+
+def _messages_events(account: str, model: str, chunks: int):
+    """Anthropic's Messages events: message_start, one text block in deltas, message_delta (stop, usage), stop."""
+    message = {"id": f"msg_{secrets.token_hex(12)}", "type": "message", "role": "assistant", "model": model}
+    message |= {"content": [], "stop_reason": None, "usage": {"input_tokens": 10, "output_tokens": 0}}
+    yield "message_start", {"type": "message_start", "message": message}, True
+    block = {"type": "text", "text": ""}
+    yield "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}, False
+    for i in range(chunks):
+        delta = {"type": "text_delta", "text": f"chunk {i} from {account} "}
+        yield "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}, True
+    yield "content_block_stop", {"type": "content_block_stop", "index": 0}, False
+    stop = {"stop_reason": "end_turn", "stop_sequence": None}
+    event = {"type": "message_delta", "delta": stop, "usage": {"output_tokens": chunks}, "copilot_usage": None}
+    yield "message_delta", event, False
+    yield "message_stop", {"type": "message_stop"}, False
 
 
 def _answer(kind: str, account: str, model: str, request: dict) -> dict:
@@ -1226,43 +1297,16 @@ def _model_refusal(acct: _Account, kind: str, model: str) -> dict | None:
     return {"error": {"message": f"{model} does not support {endpoint}", "code": "unsupported_api_for_model"}}
 
 
-def _chat_events(account: str, model: str, chunks: int) -> list[dict]:
-    cid = f"chatcmpl-{secrets.token_hex(12)}"
-    return [
-        {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": {"content": f"chunk {i} from {account}"},
-                    "finish_reason": "stop" if i == chunks - 1 else None,
-                }
-            ],
-        }
-        for i in range(chunks)
-    ]
-
-
-def _completion_events(account: str, model: str, chunks: int) -> list[dict]:
+def _completion_events(account: str, model: str, chunks: int):
     """Inline code completions (`/v1/engines/<model>/completions`, stream): the text in pieces, then a stop."""
     cid = f"cmpl-{secrets.token_hex(12)}"
     text = completion_text(account)
     size = max(1, -(-len(text) // chunks))
     pieces = [text[i : i + size] for i in range(0, len(text), size)]
-    return [
-        {
-            "id": cid,
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {"index": 0, "text": piece, "finish_reason": "stop" if i == len(pieces) - 1 else None, "logprobs": None}
-            ],
-        }
-        for i, piece in enumerate(pieces)
-    ]
+    for i, piece in enumerate(pieces):
+        last = i == len(pieces) - 1
+        choice = {"index": 0, "text": piece, "finish_reason": "stop" if last else None, "logprobs": None}
+        yield None, {"id": cid, "created": int(time.time()), "model": model, "choices": [choice]}, True
 
 
 def completion_text(account: str) -> str:
@@ -1270,33 +1314,14 @@ def completion_text(account: str) -> str:
     return f"return 'hello from {account}'"
 
 
-def _responses_events(account: str, model: str, chunks: int) -> list[dict]:
-    """The Responses API's events for one answer, as SSE data or WebSocket messages carry them."""
-    rid, mid = f"resp_{secrets.token_hex(12)}", f"msg_{secrets.token_hex(12)}"
-    response = {"id": rid, "object": "response", "status": "in_progress", "model": model, "output": []}
-    deltas = [f"chunk {i} from {account}" for i in range(max(1, chunks - 2))]
-    done = {
-        **response,
-        "status": "completed",
-        "output": [
-            {
-                "type": "message",
-                "id": mid,
-                "role": "assistant",
-                "status": "completed",
-                "content": [{"type": "output_text", "text": "".join(deltas), "annotations": []}],
-            }
-        ],
-        "usage": {"input_tokens": 10, "output_tokens": len(deltas), "total_tokens": 10 + len(deltas)},
-    }
-    return [
-        {"type": "response.created", "response": response},
-        *({"type": "response.output_text.delta", "item_id": mid, "delta": d} for d in deltas),
-        {"type": "response.completed", "response": done},
-    ]
-
-
-STREAMED = {"chat": _chat_events, "responses": _responses_events, "completions": _completion_events}  # SSE kinds
+# Streamed answers ("stream": true) by kind; the chat and completion streams end with `data: [DONE]`.
+SSE_EVENTS = {
+    "chat": _chat_events,
+    "completions": _completion_events,
+    "responses": _responses_events,
+    "messages": _messages_events,
+}
+DONE_KINDS = {"chat", "completions"}
 
 
 def _ws_error(code: str, message: str) -> dict:

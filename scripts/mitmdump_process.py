@@ -21,7 +21,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon" / "pool.py"
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
+MITMWEB = Path(sys.executable).parent / "mitmweb"
 LISTENING = re.compile(r"HTTP\(S\) proxy listening at .*?:(\d+)")  # mitmproxy's own line: the port it got
+WEB_LISTENING = re.compile(r"Web server listening at (\S+)")
 STATUS_URL = "http://copilot-pool/status.json"
 PROXY_ENV_VARS = (
     "HTTPS_PROXY",
@@ -36,7 +38,7 @@ PROXY_ENV_VARS = (
 
 
 class Mitmdump:
-    """One mitmdump process; its output is collected line by line in `lines`."""
+    """One mitmdump process (or mitmweb: `program=MITMWEB`); its output is collected line by line in `lines`."""
 
     def __init__(
         self,
@@ -45,6 +47,7 @@ class Mitmdump:
         env: dict[str, str] | None = None,
         addon: bool | Path = True,  # True: this checkout's addon/pool.py; a path: that script instead
         args: list[str] = (),
+        program: Path = MITMDUMP,
     ):
         self.confdir = confdir
         auth = str(options.get("proxyauth", ""))
@@ -56,7 +59,7 @@ class Mitmdump:
             "connection_strategy": "lazy",
             **options,
         }
-        cmd = [str(MITMDUMP)]
+        cmd = [str(program)]
         if addon:
             cmd += ["-s", str(ADDON if addon is True else addon)]
         for key, value in settings.items():
@@ -96,6 +99,11 @@ class Mitmdump:
                 if left <= 0 or self._eof:
                     raise AssertionError(f"mitmdump never printed {regex.pattern!r}; output:\n" + self.output())
                 self._changed.wait(min(left, 0.2))
+
+    @property
+    def web_url(self) -> str:
+        """mitmweb's address, with its access token."""
+        return self.wait_for(WEB_LISTENING).group(1)
 
     def output(self) -> str:
         with self._changed:
@@ -146,6 +154,14 @@ class Mitmdump:
 
     def stop(self) -> int:
         return stop_process(self.process)
+
+
+def read_flows(path: Path, *args: str, addon: bool = True) -> str:
+    """What `mitmdump -n -r PATH` (with the pool addon: its content view) prints for saved flows."""
+    cmd = [str(MITMDUMP), "-n", "-r", str(path), *(["-s", str(ADDON)] if addon else []), *args]
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_ENV_VARS}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    return done.stdout + done.stderr
 
 
 def stop_process(process: subprocess.Popen) -> int:

@@ -20,8 +20,9 @@ def chromium() -> str:
 
 
 def run_chromium(
-    proxy_port: int, url: str, profile: Path, *args: str, timeout: float = 90
+    proxy_port: int | None, url: str, profile: Path, *args: str, timeout: float = 90
 ) -> subprocess.CompletedProcess:
+    """Chromium through the proxy on `proxy_port` (None: straight to `url`)."""
     cmd = [
         chromium(),
         "--headless",
@@ -32,7 +33,7 @@ def run_chromium(
         "--hide-scrollbars",
         "--force-device-scale-factor=1",
         f"--user-data-dir={profile}",
-        f"--proxy-server=http://127.0.0.1:{proxy_port}",
+        *([f"--proxy-server=http://127.0.0.1:{proxy_port}"] if proxy_port else []),
         *args,
         url,
     ]

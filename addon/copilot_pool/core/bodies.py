@@ -1,4 +1,5 @@
-"""The `model` of a request body, without parsing 50 KB of conversation on every request.
+"""What the pool needs of a request body (its `model`, whether it asks for a stream), without parsing 50 KB of
+conversation on every request.
 
 Clients put `model` either before the messages or after them. When no nesting, escape or odd quote stands
 between the key and one end of the object, the key is certainly top-level and its value is read from there;
@@ -29,6 +30,34 @@ def model_of(body: bytes | None) -> str | None:
     if match and body[end : end + 1] == b"}" and _plain(body, match.end(), end):
         return match.group(1).decode("utf-8", "replace")
     return _parsed(body) if _KEY in body else None
+
+
+def asks_for_stream(body: bytes | None) -> bool:
+    """True when the body has a top-level-looking `"stream": true` (an SSE answer is coming). A key inside a JSON
+    string is escaped (`\\"stream\\"`), so only real keys match; a nested one is rare and harmless (a request
+    that streams nothing still works through the relay)."""
+    if not body:
+        return False
+    for at in _keys(body, b'"stream"'):
+        rest = body[at + 8 : at + 24].lstrip()
+        if rest.startswith(b":") and rest[1:].lstrip().startswith(b"true"):
+            return True
+    return False
+
+
+def _keys(body: bytes, key: bytes):
+    """Where `key` starts: in the first NEAR bytes, in the last, then in between."""
+    n = len(body)
+    if n <= 2 * NEAR:
+        spans = [(0, n)]
+    else:
+        spans = [(0, NEAR), (n - NEAR, n), (NEAR, n - NEAR)]
+    for start, end in spans:
+        bound = min(n, end + len(key) - 1)  # a key may start just before `end` and run past it
+        at = body.find(key, start, bound)
+        while at != -1:
+            yield at
+            at = body.find(key, at + 1, bound)
 
 
 def _plain(body: bytes, start: int, end: int) -> bool:

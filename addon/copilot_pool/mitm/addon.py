@@ -1,8 +1,9 @@
 """The one mitmproxy addon: options in, hooks out. The work is done by the parts it holds.
 
 Read top to bottom, a pooled request goes: `request` (the status page answers its own host; a Copilot inference
-call gets an account: mitm/attempts.py) -> `responseheaders` (stream SSE) -> `response` (judge the answer, fail
-over) or `error` (count the attempt out).
+call gets an account: mitm/attempts.py; a streaming one is diverted to the relay, mitm/relay.py, which makes its
+attempts) -> `responseheaders` (stream SSE) -> `response` (judge the answer, fail over) or `error` (count the
+attempt out).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from ..core.routing import route_for
 from ..runtime.accounts_file import AccountsFile, AccountsFileError, LegacyToken
 from ..runtime.clock import Clock, SystemClock
 from ..runtime.service import PoolService
-from . import settings
+from . import contentview, settings
 from .attempts import Attempts
 from .commands import PoolCommands
 from .guard import Guard
+from .relay import Relay
 from .statewatch import StateWatch
 from .statuspage import StatusPage
 
@@ -50,6 +52,7 @@ class CopilotPool:
         )
         self.passthrough = True  # no account source configured: leave all traffic alone
         self.attempts = Attempts(self.service)
+        self.relay = Relay(self.attempts)
         self.status_page = StatusPage(self.service.pool, self.service.ledger, lambda: self.passthrough)
         self.state_watch = StateWatch(self.service.pool)
         self.guard = Guard()
@@ -61,6 +64,7 @@ class CopilotPool:
         settings.declare(loader)
         self.commands.register(loader)
         self.status_page.attach()
+        contentview.register()
 
     def configure(self, updated: set[str]) -> None:
         new = settings.read(ctx.options)
@@ -104,12 +108,14 @@ class CopilotPool:
     def running(self) -> None:
         self.service.start()
         self.state_watch.start()
+        self.relay.start()
 
     def done(self) -> None:
         in_flight = sum(a.in_flight for a in self.service.pool.accounts.values())
         log.info(f"pool: stopping with {in_flight} request(s) in flight, {len(self.service.waits)} waiting")
         self.state_watch.stop()
         self.service.stop()
+        self.relay.stop()
         self.attempts.close()
         self.status_page.detach()
         for client in (self._github, self.attempts.upstream):
@@ -129,14 +135,18 @@ class CopilotPool:
         route = route_for(req.scheme, req.host, req.host_header, req.method, req.path, websocket, websocket_paths)
         if route is not None:
             await self.attempts.begin(flow, route, websocket)
+            if not websocket:
+                self.relay.divert(flow)  # a streaming request: its attempts run in the relay, each one streamed
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self.attempts.stream_sse(flow)
 
     async def response(self, flow: http.HTTPFlow) -> None:
+        self.relay.forget(flow)
         await self.attempts.settle(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self.relay.forget(flow)
         self.attempts.failed(flow)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:

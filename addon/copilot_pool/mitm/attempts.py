@@ -7,7 +7,8 @@ account (Pool.record: served, or cooling), and while the answer says "try anothe
 the client yet and attempts remain, sends the request again on another account with the addon's own client.
 A WebSocket keeps its account until it closes (`closed`). `failed` (error hook) counts the attempt out. Every
 attempt holds its own lease and releases it exactly once; the credential kept in the flow is redacted once its
-answer is in.
+answer is in. A streaming request diverted to the relay (mitm/relay.py) makes its attempts there, with `_judge`
+and `_switch` from here; `settle` then only records.
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from ..core.pool import NoAccount, Unavailable, Want
 from ..core.quota import from_headers, usage_limits
 from ..core.routing import WEBSOCKET_PATHS, Route, sends_github_token
 from ..core.sessions import MINTING_PATHS, SESSION_HEADER, minted
-from ..core.usage import NANO_PER_CREDIT, TAIL, Tail, credits, nano_aiu, next_day_start
+from ..core.usage import NANO_PER_CREDIT, TAIL, credits, nano_aiu, next_day_start
 from ..observe.statelog import local_time
 from ..runtime.service import PoolService
-from . import answers
+from . import answers, story, streamstore
 from .settings import Settings
 
 log = logging.getLogger(LOGGER_NAME)
@@ -74,13 +75,14 @@ class Pooled:
     websocket: bool = False  # an upgrade: mitmproxy's own connection only, no re-send
     model: str | None = None  # what the body asks for: scopes cooldowns, counts credits
     user: str | None = None  # the proxy user (proxyauth) it is counted to
-    tail: Tail | None = None  # a streamed answer's last bytes, for its credits
+    store: streamstore.StreamStore | None = None  # a streamed answer: what of it is kept (and its end's credits)
     rate_limited: int = 0  # upstream 429s its attempts met
     token_generation: int = 0  # the current account's token generation when the attempt was sent
     tried: list[Account] = field(default_factory=list)  # one entry per attempt
     exclude: list[Account] = field(default_factory=list)  # not to be tried again for this request
     refused: list[Account] = field(default_factory=list)  # answered 401: may serve once more, on a new token
     attempts: list[dict] = field(default_factory=list)  # what each attempt got, for flow.metadata
+    relayed: bool = False  # its attempts are made, and judged, by the relay
 
     def switch(self, lease: Lease) -> None:
         self.lease.release()  # exactly once: a no-op when the attempt was already counted out
@@ -213,11 +215,15 @@ class Attempts:
         return answers.error(429, "pool_user_daily_cap", message, {"retry-after": str(wait)})
 
     def _no_account(self, flow: http.HTTPFlow, e: NoAccount, want: Want) -> None:
+        flow.response = self.no_account_answer(e, want)
+        flow.marked = COOLING_MARKER if flow.response.status_code == 429 else ":no_entry:"
+
+    def no_account_answer(self, e: NoAccount, want: Want) -> http.Response:
+        """The pool's own answer when no account takes a request that wants `want`."""
         if want.only is not None and e.reason is not Unavailable.BUSY:
             e = NoAccount(Unavailable.SESSION_LOST)  # whatever kept its account away, the token works nowhere else
         plans = ", ".join(f"{a.name}: {a.token.sku if a.token else '?'}" for a in self.service.pool.accounts.values())
-        flow.response = answers.no_account(e, want.model, want.endpoint, plans)
-        flow.marked = COOLING_MARKER if flow.response.status_code == 429 else ":no_entry:"
+        return answers.no_account(e, want.model, want.endpoint, plans)
 
     def _target(self, pooled: Pooled) -> tuple[Endpoint, str]:
         """The endpoint the current attempt goes to and the credential it carries; raise UntrustedEndpoint
@@ -241,8 +247,9 @@ class Attempts:
             and response.status_code == 200
             and response.headers.get("content-type", "").startswith("text/event-stream")
         ):
-            # relay SSE events as they come, never buffer them; keep the end, where the usage event is
-            pooled.tail = response.stream = Tail()
+            # relay SSE events as they come, never buffered; keep the first MBs for mitmweb and the end, where
+            # the usage event is, for the credits
+            pooled.store = streamstore.stream(response, self.settings.stream_store_bytes)
 
     # -- response -----------------------------------------------------------------------------------
 
@@ -251,7 +258,8 @@ class Attempts:
         if pooled is None:
             return
         try:
-            await self._fail_over(flow, pooled)
+            if not pooled.relayed:
+                await self._fail_over(flow, pooled)
             self._learn_session(flow, pooled)
             self._count(flow, pooled)
         finally:
@@ -263,6 +271,8 @@ class Attempts:
             flow.metadata["copilot_pool.account"] = pooled.lease.account.name
             flow.metadata["copilot_pool.attempts"] = pooled.attempts
             _redact(flow, pooled.lease.account.name)
+            streamstore.keep(flow)
+            story.tell(flow, pooled.lease.account.name, pooled.model, flow.metadata.get("copilot_pool.credits"))
 
     def _learn_session(self, flow: http.HTTPFlow, pooled: Pooled) -> None:
         """An auto-model session minted: its token works only through the account that minted it."""
@@ -278,12 +288,11 @@ class Attempts:
         response = flow.response
         nano = None
         if response is not None and 200 <= response.status_code < 300:
-            end = pooled.tail.data if pooled.tail is not None else (response.get_content(strict=False) or b"")[-TAIL:]
+            end = pooled.store.tail.data if pooled.store else (response.get_content(strict=False) or b"")[-TAIL:]
             nano = nano_aiu(end)
         if nano is not None:
             self.service.pool.credits_spent(pooled.lease.account, pooled.model, nano)
             flow.metadata["copilot_pool.credits"] = credits(nano)
-            flow.comment += f", {credits(nano):g} credits"
         if pooled.user is not None:
             self.service.ledger.spent(pooled.user, nano, pooled.rate_limited, self.service.clock.wall())
 
@@ -317,25 +326,13 @@ class Attempts:
         verdict = self._judge(flow, pooled, response.status_code, response.headers, _error_body(response))
         resendable = not response.stream and not pooled.websocket  # our client re-sends neither
         while verdict.failover and resendable and self._attempts_left(pooled, verdict):
-            pooled.lease.release()  # that attempt is over: its account may take the next one (or the retry)
             try:
-                # Cooling, failed and refreshing accounts are not picked; when none can serve, wait in line.
-                lease, waited = await self.service.waits.acquire(self.settings.max_wait, pooled.want, pooled.exclude)
+                endpoint, credential = await self._switch(flow, pooled)
             except NoAccount as e:
-                flow.comment += f"; no other account ({answers.code(e)})"
                 if e.reason is not Unavailable.EXHAUSTED or verdict.refresh:
                     self._no_account(flow, e, pooled.want)  # nothing can serve now: the pool's own answer says why
                     verdict = Verdict(Outcome.OTHER, flow.response.status_code)
                 break
-            pooled.switch(lease)
-            try:
-                endpoint, credential = self._target(pooled)
-            except UntrustedEndpoint as e:
-                log.error(f"pool: account {lease.account.name}: {e}")
-                flow.comment += f"; {lease.account.name}'s endpoint refused"
-                pooled.exclude.append(lease.account)
-                continue
-            flow.comment += f"; retried on {_picked(lease, waited)}"
             try:
                 status, headers, body = await self._resend(flow.request, endpoint.url(pooled.path), credential)
             except httpx.HTTPError as e:
@@ -353,6 +350,30 @@ class Attempts:
         """pool_max_attempts in all, and one more after a 401 on the last of them: the request never met a
         valid token, so it is owed a try on a freshly exchanged one."""
         return len(pooled.tried) < self.settings.max_attempts + (1 if verdict.refresh else 0)
+
+    async def _switch(self, flow: http.HTTPFlow, pooled: Pooled) -> tuple[Endpoint, str]:
+        """Move the request to another account that has what it needs (its session's, one serving its model):
+        the endpoint and credential of its next attempt. The attempt before is over, so its lease goes first.
+        Cooling, failed and refreshing accounts are not picked; when none can serve, wait in line. Raises
+        NoAccount (noted in the comment) when waiting does not help."""
+        pooled.lease.release()
+        while True:
+            try:
+                lease, waited = await self.service.waits.acquire(self.settings.max_wait, pooled.want, pooled.exclude)
+            except NoAccount as e:
+                flow.comment += f"; no other account ({answers.code(e)})"
+                raise
+            pooled.switch(lease)
+            try:
+                endpoint, credential = self._target(pooled)
+            except UntrustedEndpoint as e:
+                log.error(f"pool: account {lease.account.name}: {e}")
+                flow.comment += f"; {lease.account.name}'s endpoint refused"
+                pooled.exclude.append(lease.account)
+                lease.release()
+                continue
+            flow.comment += f"; retried on {_picked(lease, waited)}"
+            return endpoint, credential
 
     def _judge(
         self, flow: http.HTTPFlow, pooled: Pooled, status: int, headers: Mapping[str, str], body: bytes | None
@@ -426,9 +447,10 @@ class Attempts:
         if pooled is not None:
             pooled.lease.release()
             flow.comment += f" -> {flow.error.msg if flow.error else 'error'}"
-            if _upstream_failed(flow):
+            if _upstream_failed(flow) and not pooled.relayed:  # the relay judges its own upstream
                 flow.comment += f", {self._connection_failed(pooled.lease.account)}"
             _redact(flow, pooled.lease.account.name)
+            streamstore.keep(flow)  # what arrived before the stream broke
 
 
 def _proxy_user(flow: http.HTTPFlow) -> str | None:

@@ -20,7 +20,7 @@ log = logging.getLogger(LOGGER_NAME)
 
 AUTHENTICATED_MODES = {"regular", "upstream", "socks5"}  # where proxyauth asks clients for proxy credentials
 NO_LISTENER_MODES = {"local", "tun", "osproxy", "dns"}  # no HTTP listener anyone could reach
-WATCHED = {"listen_host", "mode", "proxyauth", "pool_allow_open_proxy"}
+WATCHED = {"listen_host", "mode", "proxyauth", "pool_allow_open_proxy", "server"}
 
 
 def is_loopback(host: str) -> bool:
@@ -71,7 +71,7 @@ class Guard:
     def check(self, options, updated: set[str], running: bool) -> None:
         """At start-up an exposure is logged as an error, which makes mitmproxy exit before it listens; at run
         time it is raised, so mitmproxy rolls the change back."""
-        if updated & WATCHED and not options.pool_allow_open_proxy:
+        if updated & WATCHED and not options.pool_allow_open_proxy and options.server:  # -n: nothing listens
             problem = exposure_problem(list(options.mode), options.listen_host, bool(options.proxyauth))
             if problem and running:
                 raise exceptions.OptionsError(problem)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from urllib.parse import urlparse
 
 from mitmproxy import exceptions
+from mitmproxy.utils import human
 
 from ..core.endpoints import EndpointPolicy
 from ..core.strategies import DEFAULT_STRATEGY, STRATEGIES
@@ -40,12 +41,18 @@ class Settings:
     log_summary: int = 0
     allow_open_proxy: bool = False
     extra_endpoints: tuple[str, ...] = ()
+    relay: bool = True
+    stream_store: str = "4m"
 
     @functools.cached_property
     def endpoints(self) -> EndpointPolicy:
         """Where pool credentials may go (core/endpoints.py): GitHub's Copilot hosts, the GHE.com tenant's, and
         the extra bases. Raises ValueError for an extra base that is not scheme://host:port."""
         return EndpointPolicy.from_options(self.github_api, self.extra_endpoints)
+
+    @property
+    def stream_store_bytes(self) -> int:
+        return _size(self.stream_store)
 
 
 HELP = {
@@ -76,6 +83,11 @@ HELP = {
     "extra_endpoints": "More endpoint bases (exact scheme://host:port) a token exchange may name and pool "
     "credentials may go to, besides GitHub's https Copilot hosts: for a local test upstream, or a "
     "Copilot-compatible gateway you run. Repeat the option for each.",
+    "relay": "Send pooled streaming requests through the in-process relay, so that every attempt streams and a "
+    "failed first connection fails over (false: the first attempt is mitmproxy's own, re-sent answers arrive "
+    "buffered).",
+    "stream_store": "How much of each pooled streamed answer to keep in the flow for mitmweb and -w files "
+    "(like 4m, 512k; 0: none).",
 }
 TYPES = {"extra_endpoints": Sequence[str]}  # the others: the type of their default
 BOUNDS = {
@@ -106,6 +118,12 @@ def read(options) -> Settings:
         value = getattr(settings, name)
         if not low <= value <= high:
             raise exceptions.OptionsError(f"{PREFIX}{name}: must be between {low} and {high}, got {value}")
+    try:
+        _size(settings.stream_store)
+    except ValueError:
+        raise exceptions.OptionsError(
+            f"{PREFIX}stream_store: not a size like 4m or 512k: {settings.stream_store!r}"
+        ) from None
     parsed = urlparse(settings.github_api)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise exceptions.OptionsError(f"{PREFIX}github_api: not an http(s) URL: {quote(settings.github_api)}")
@@ -114,3 +132,8 @@ def read(options) -> Settings:
     except ValueError as e:
         raise exceptions.OptionsError(f"{PREFIX}extra_endpoints: {e}") from None
     return settings
+
+
+@functools.lru_cache(maxsize=8)
+def _size(text: str) -> int:
+    return human.parse_size(text) or 0
