@@ -114,12 +114,13 @@ def summary(r: dict, started: dict, seconds: float) -> str:
         "",
         "#### Pool scaling",
         "",
-        f"Pure core, acquire + release, {sc['settings']['in_flight']} in flight; p50 / p99 in µs.",
+        f"Pure core, per request (acquire, quota seen, release), {sc['settings']['in_flight']} in flight; "
+        "p50 / p99 in µs.",
         "",
         "| strategy | " + " | ".join(f"{n} accounts" for n in sizes) + " |",
         "|---|" + "---|" * len(sizes),
     ]
-    for strategy, by_size in sc["acquire_release"].items():
+    for strategy, by_size in sc["per_request"].items():
         cells = [f"{by_size[str(n)]['p50_us']} / {by_size[str(n)]['p99_us']}" for n in sizes]
         out.append(f"| {strategy} | " + " | ".join(cells) + " |")
     out += [

@@ -3,7 +3,8 @@
 `Pool` is the only writer of `Account` fields (core/model.py). Each change is one named transition in the
 "transitions" part below; a transition that may change which accounts can be picked bumps `version` (the
 cached ready lists are rebuilt when it moved), and every change, a lease's end included, tells `listener`
-(the wait queue), so a waiting request gets an account the moment one can take it.
+(the wait queue), so a waiting request gets an account the moment one can take it. Leases taken and ended and
+quotas seen also go to the ready lists, whose strategy index (weighted, quota) follows them without a rebuild.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Pool:
     def set_strategy(self, name: str) -> None:
         if name != self.strategy.name:
             self.strategy = make_strategy(name)
+            self._ready_version = -1  # the ready lists carry the old strategy's index
 
     # -- picking ------------------------------------------------------------------------------------
 
@@ -86,12 +88,8 @@ class Pool:
             account = self.accounts.get(prefer)
             if account is not None and account not in exclude and account.pickable(now) and account.has_room():
                 return self._lease(account, now, "affinity")
-
-        def eligible(account: Account) -> bool:
-            return account.has_room() and account not in exclude
-
         for ready in self._ready_tiers(now):
-            account = self.strategy.pick(ready, eligible)
+            account = self.strategy.pick(ready, exclude)
             if account is not None:
                 top = self._tiers[0][0].config.priority
                 tier_note = f", tier {account.config.priority}" if account.config.priority != top else ""
@@ -102,11 +100,13 @@ class Pool:
     def _ready_tiers(self, now: float) -> list[Ready]:
         if self._ready_version != self.version or now >= self._ready_until:
             self._ready_version = self.version
+            for ready in self._ready:
+                ready.retire()
             self._ready, self._ready_until = [], math.inf
             for tier in self._tiers:
                 ready = [a for a in tier if a.pickable(now)]
                 if ready:
-                    self._ready.append(Ready(ready))
+                    self._ready.append(Ready(ready, self.strategy))
                 for a in tier:
                     if a.base_state is State.ACTIVE and a.token is not None and a.token.expires_at > now:
                         ends = a.cooldown_until if a.cooldown_until > now else a.token.expires_at
@@ -123,6 +123,8 @@ class Pool:
 
     def _release(self, lease: Lease) -> None:
         lease.account.in_flight -= 1
+        for ready in self._ready:
+            ready.changed(lease.account)
         self._tell()
 
     def _why_none(self, now: float, exclude: Collection[Account] = ()) -> NoAccount:
@@ -224,6 +226,8 @@ class Pool:
 
     def quota_seen(self, account: Account, quota: Quota) -> None:
         account.quota = quota
+        for ready in self._ready:
+            ready.changed(account)
 
     def apply(self, configs: Iterable[AccountConfig]) -> PoolChanges:
         """Make the account set match `configs`, in place and keyed by name.
