@@ -21,6 +21,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon" / "pool.py"
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
+COPILOT_POOL = Path(sys.executable).parent / "copilot-pool"  # the launcher: adds the addon itself (addon=False)
+MITMDUMP_UVLOOP = (sys.executable, "-m", "copilot_pool.mitm.launch")  # plain mitmdump on the launcher's loop
 LISTENING = re.compile(r"HTTP\(S\) proxy listening at .*?:(\d+)")  # mitmproxy's own line: the port it got
 STATUS_URL = "http://copilot-pool/status.json"
 PROXY_ENV_VARS = (
@@ -45,6 +47,8 @@ class Mitmdump:
         env: dict[str, str] | None = None,
         addon: bool = True,
         args: list[str] = (),
+        command: tuple[str, ...] = (str(MITMDUMP),),
+        timeout: float = 15.0,
     ):
         self.confdir = confdir
         self.proxyauth = str(options.get("proxyauth", ""))  # USER:PASS, for the status page
@@ -55,7 +59,7 @@ class Mitmdump:
             "connection_strategy": "lazy",
             **options,
         }
-        cmd = [str(MITMDUMP)]
+        cmd = [str(c) for c in command]
         if addon:
             cmd += ["-s", str(ADDON)]
         for key, value in settings.items():
@@ -70,7 +74,7 @@ class Mitmdump:
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=process_env, cwd=ROOT
         )
         threading.Thread(target=self._read, daemon=True).start()
-        self.port = int(self.wait_for(LISTENING).group(1))
+        self.port = int(self.wait_for(LISTENING, timeout).group(1))
 
     def _read(self) -> None:
         for line in self.process.stdout:  # type: ignore[union-attr]

@@ -94,6 +94,7 @@ class CopilotPool:
             log.info(f"pool: {len(accounts)} account(s) loaded, strategy {self.service.pool.strategy.name}")
 
     def running(self) -> None:
+        log.info(f"pool: running on the {type(asyncio.get_running_loop()).__module__.split('.')[0]} event loop")
         self.service.start()
         self.state_watch.start()
 
