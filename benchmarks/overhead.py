@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
-"""Overhead of the pool addon: the same load against (1) the fake directly, (2) plain mitmdump, (3) mitmdump
-with the pool addon and 3 accounts, (4) the same under 10% upstream 429 churn.
+"""Overhead of the pool addon, and what each lever buys: the same load against the fake directly, plain
+mitmdump (asyncio, and on uvloop), the pool as shipped (the copilot-pool launcher: uvloop, no line per flow), the
+pool without one lever at a time, another revision of the addon (--baseline), and the pool under 10% 429 churn.
 
 Fixed concurrency, one keep-alive connection per worker (HTTPS through the proxies, plain HTTP directly), a fake
 upstream with a fixed delay. Modes run in interleaved, rotated rounds so that background load hits all of them
-alike; the ratio (3)/(2) is taken per round (paired) and its median reported.
+alike; each comparison's ratio is taken per round (paired) and its median reported.
 
     .venv/bin/python benchmarks/overhead.py [--rounds 6 --seconds 1.5 --concurrency 1,8 --delay-ms 10]
+    .venv/bin/python benchmarks/overhead.py --baseline /tmp/old/addon/pool.py   # git worktree add /tmp/old REV
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 from common import (
+    ON_ASYNCIO,
     Sample,
     Target,
     Upstream,
@@ -28,9 +32,28 @@ from common import (
     plain_target,
     pool_proxy,
     pool_target,
+    revision,
     run_load,
     workdir,
 )
+
+PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, POOL_FLOW_LINES, BEFORE = (
+    "mitmdump",
+    "mitmdump + uvloop",
+    "pool",
+    "pool on asyncio",
+    "pool + flow lines",
+    "pool, baseline revision",
+)
+# (mode, compared with, what the comparison shows): throughput ratio mode / other, p50 difference mode - other
+COMPARISONS = [
+    (PLAIN_UVLOOP, PLAIN, "uvloop under plain mitmdump"),
+    (POOL, PLAIN, "the pool as shipped vs plain mitmdump"),
+    (POOL, PLAIN_UVLOOP, "the pool's own cost (both on uvloop)"),
+    (POOL, POOL_ASYNCIO, "lever: uvloop"),
+    (POOL, POOL_FLOW_LINES, "lever: no line per flow"),
+    (POOL_ASYNCIO, BEFORE, "this revision vs the baseline (both on asyncio)"),
+]
 
 
 def summarise(samples: list[Sample]) -> dict:
@@ -59,18 +82,29 @@ def run(
     concurrency: tuple[int, ...] = (1, 8),
     delay_ms: float = 10.0,
     churn: float = 0.1,
+    baseline: Path | None = None,
 ) -> dict:
     work = workdir()
     upstream = Upstream(3, delay_ms=delay_ms)
     churn_upstream = Upstream(3, delay_ms=delay_ms, churn_429=churn)
     proxies = []
     try:
-        proxies = [plain_proxy(upstream, work), pool_proxy(upstream, work), pool_proxy(churn_upstream, work)]
+        plain, plain_uvloop = plain_proxy(upstream, work), plain_proxy(upstream, work, uvloop=True)
+        pools = {
+            POOL: pool_proxy(upstream, work),
+            POOL_ASYNCIO: pool_proxy(upstream, work, start=ON_ASYNCIO),
+            POOL_FLOW_LINES: pool_proxy(upstream, work, options={"flow_detail": 1}),
+        }
+        if baseline is not None:
+            pools[BEFORE] = pool_proxy(upstream, work, start=revision(baseline))
+        churning = pool_proxy(churn_upstream, work)
+        proxies = [plain, plain_uvloop, *pools.values(), churning]
         targets = [
             direct_target(upstream),
-            plain_target(upstream, proxies[0]),
-            pool_target(proxies[1]),
-            pool_target(proxies[2], f"pool, {churn:.0%} 429 churn"),
+            plain_target(upstream, plain),
+            plain_target(upstream, plain_uvloop, PLAIN_UVLOOP),
+            *(pool_target(proxy, name) for name, proxy in pools.items()),
+            pool_target(churning, f"pool, {churn:.0%} 429 churn"),
         ]
         levels = {c: measure(targets, rounds, seconds, c) for c in concurrency}
     finally:
@@ -87,6 +121,7 @@ def run(
             "upstream_delay_ms": delay_ms,
             "churn_429": churn,
             "churn_retry_after_ms": 20,
+            "baseline": str(baseline) if baseline else None,
         },
         "by_concurrency": levels,
     }
@@ -97,18 +132,28 @@ def measure(targets: list[Target], rounds: int, seconds: float, concurrency: int
     for r in range(rounds):  # rotated order: no mode always runs first or last
         for target in targets[r % len(targets) :] + targets[: r % len(targets)]:
             samples[target.name].append(asyncio.run(run_load(target, concurrency, seconds)))
-    plain, pool = samples["mitmdump"], samples["pool"]
-    pairs = list(zip(plain, pool, strict=True))
+    return {
+        "modes": {name: summarise(s) for name, s in samples.items()},
+        "comparisons": [
+            compare(samples[mode], samples[other], mode, other, label)
+            for mode, other, label in COMPARISONS
+            if mode in samples and other in samples
+        ],
+    }
+
+
+def compare(mine: list[Sample], theirs: list[Sample], mode: str, other: str, label: str) -> dict:
+    pairs = list(zip(theirs, mine, strict=True))
     throughput_ratio = [len(b.latencies) / b.seconds / (len(a.latencies) / a.seconds) for a, b in pairs]
     p50_delta = [percentile(b.latencies, 50) - percentile(a.latencies, 50) for a, b in pairs]
     return {
-        "modes": {name: summarise(s) for name, s in samples.items()},
-        "pool_vs_mitmdump": {
-            "throughput_ratio_median": round(median(throughput_ratio), 3),
-            "throughput_ratio_by_round": [round(x, 3) for x in throughput_ratio],
-            "p50_delta_ms_median": ms(median(p50_delta)),
-            "p50_delta_ms_by_round": [ms(x) for x in p50_delta],
-        },
+        "mode": mode,
+        "other": other,
+        "what": label,
+        "throughput_ratio_median": round(median(throughput_ratio), 3),
+        "throughput_ratio_by_round": [round(x, 3) for x in throughput_ratio],
+        "p50_delta_ms_median": ms(median(p50_delta)),
+        "p50_delta_ms_by_round": [ms(x) for x in p50_delta],
     }
 
 
@@ -121,8 +166,10 @@ def main() -> None:
     parser.add_argument(
         "--churn", type=float, default=0.1, help="fraction of upstream answers that are 429s in mode (4)"
     )
+    parser.add_argument("--baseline", type=Path, help="another revision's addon/pool.py, measured in the same rounds")
     a = parser.parse_args()
-    dump(run(a.rounds, a.seconds, tuple(int(c) for c in a.concurrency.split(",")), a.delay_ms, a.churn))
+    levels = tuple(int(c) for c in a.concurrency.split(","))
+    dump(run(a.rounds, a.seconds, levels, a.delay_ms, a.churn, a.baseline))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import concurrency
+import instructions
 import overhead
 import profiling
 import scaling
@@ -27,10 +28,11 @@ from common import machine
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def benchmarks(quick: bool) -> dict:
+def benchmarks(quick: bool, baseline: Path | None = None) -> dict:
     q = quick
     return {
-        "overhead": lambda: overhead.run(rounds=2 if q else 6, seconds=1.5),
+        "overhead": lambda: overhead.run(rounds=2 if q else 6, seconds=1.5, baseline=baseline),
+        "instructions": lambda: {"skipped": "--quick"} if q else instructions.run(requests=100, baseline=baseline),
         "streaming": lambda: streaming.run(rounds=2 if q else 4, streams=20 if q else 40),
         "concurrency": lambda: concurrency.run(count=3 if q else 6),
         "concurrency_plain": lambda: concurrency.run(count=3 if q else 6, plain=True),
@@ -62,14 +64,29 @@ def summary(r: dict, started: dict, seconds: float) -> str:
         for mode, m in block["modes"].items():
             answers = ", ".join(f"{k}: {v}" for k, v in sorted(m["statuses"].items()))
             out.append(f"| {level} | {mode} | {m['req_per_s']} | {m['p50_ms']} | {m['p99_ms']} | {answers} |")
-    out.append("")
+    out += ["", "| concurrency | comparison | throughput ratio | per round | p50 difference ms | per round |"]
+    out.append("|---|---|---|---|---|---|")
     for level, block in o["by_concurrency"].items():
-        c = block["pool_vs_mitmdump"]
-        out.append(
-            f"- concurrency {level}: pool / plain mitmdump throughput **{c['throughput_ratio_median']}** "
-            f"(per round {c['throughput_ratio_by_round']}), p50 difference **{c['p50_delta_ms_median']} ms** "
-            f"(per round {c['p50_delta_ms_by_round']})"
-        )
+        for c in block["comparisons"]:
+            out.append(
+                f"| {level} | {c['what']}: {c['mode']} / {c['other']} | **{c['throughput_ratio_median']}** | "
+                f"{c['throughput_ratio_by_round']} | **{c['p50_delta_ms_median']}** | {c['p50_delta_ms_by_round']} |"
+            )
+    ins = r["instructions"]
+    out += ["", "#### Instructions per request", ""]
+    if "skipped" in ins:
+        out.append(f"Skipped ({ins['skipped']})")
+    else:
+        out += [
+            f"callgrind, inside mitmdump, {ins['settings']['requests']} requests one after another (idle timers "
+            "taken out): a count other load on the machine does not move.",
+            "",
+            "| mode | instructions per request |",
+            "|---|---|",
+            *(f"| {mode} | {n:,} |" for mode, n in ins["instructions_per_request"].items()),
+            "",
+            "Ratios: " + ", ".join(f"{k} **{v}**" for k, v in ins["ratios"].items()) + ".",
+        ]
     st = r["streaming"]
     out += [
         "",
@@ -171,11 +188,12 @@ def summarise_file(path: Path = RESULTS / "latest.json") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke check, not figures to publish")
+    parser.add_argument("--baseline", type=Path, help="another revision's addon/pool.py for the overhead benchmark")
     a = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every benchmark stops its processes
     started, begin = machine(), time.monotonic()
     results = {}
-    for name, bench in benchmarks(a.quick).items():
+    for name, bench in benchmarks(a.quick, a.baseline).items():
         t = time.monotonic()
         print(f"{name} ...", flush=True)
         results[name] = bench()
