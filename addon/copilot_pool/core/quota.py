@@ -7,6 +7,7 @@ Copilot answers carry `x-quota-snapshot-premium_interactions` (or `-premium_mode
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,23 +53,30 @@ def from_headers(headers: Mapping[str, str], now: float) -> Quota | None:
     for name in SNAPSHOT_HEADERS:
         value = headers.get(name)
         if value:
-            fields = _form_fields(value)
-            entitlement, percent = finite_float(fields.get("ent")), finite_float(fields.get("rem"))
-            if entitlement is None or percent is None:
-                return None
-            return Quota(
-                int(entitlement),
-                min(max(percent, 0.0), 100.0),
-                fields.get("ovPerm", "").lower() == "true",
-                parse_reset(fields.get("rst")),
-                now,
-            )
+            snapshot = _snapshot(value)
+            return None if snapshot is None else Quota(*snapshot, now)
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _snapshot(value: str) -> tuple[int, float, bool, float | None] | None:
+    """A snapshot header's value -> (entitlement, percent remaining, overage permitted, resets at). Cached: every
+    pooled answer carries one, and an account's stays the same until it spends a premium request."""
+    fields = _form_fields(value)
+    entitlement, percent = finite_float(fields.get("ent")), finite_float(fields.get("rem"))
+    if entitlement is None or percent is None:
+        return None
+    return (
+        int(entitlement),
+        min(max(percent, 0.0), 100.0),
+        fields.get("ovPerm", "").lower() == "true",
+        parse_reset(fields.get("rst")),
+    )
 
 
 def _form_fields(value: str) -> dict[str, str]:
     """`ent=300&rem=97.5&rst=...` -> a dict; a plain split, as parse_qs costs more than the rest of a request's
-    handling in the addon (this runs on every pooled answer)."""
+    handling in the addon."""
     fields = {}
     for part in value.split("&"):
         key, _, raw = part.partition("=")
