@@ -114,10 +114,11 @@ class CopilotPool:
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error:
             return  # another addon (proxyauth) already answered
-        if self.status_page.answer(flow) or self.passthrough:
-            return
         req = flow.request
-        route = route_for(req.scheme, req.host, req.host_header, req.method, req.path)
+        host_header = req.host_header  # a scan of the headers: once
+        if self.status_page.answer(flow, host_header) or self.passthrough:
+            return
+        route = route_for(req.scheme, req.host, host_header, req.method, req.path)
         if route is not None:
             await self.attempts.begin(flow, route)
 
