@@ -10,25 +10,24 @@ the credential kept in the flow is redacted once its answer is in.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import httpx
 from mitmproxy import http
 
-from ..core.affinity import conversation_key
+from ..core.affinity import CONVERSATION_HEADERS, conversation_key
 from ..core.classify import Outcome, Verdict, classify, connection_error
 from ..core.model import Account, Lease
 from ..core.pool import NoAccount, Unavailable
 from ..core.quota import from_headers
 from ..core.routing import Route, sends_github_token
 from ..runtime.service import PoolService
-from . import answers
+from . import answers, rewrite
 from .settings import Settings
 
 COOLING_MARKER = ":hourglass:"
+READ = frozenset({b"authorization", *(name.encode() for name in CONVERSATION_HEADERS)})  # of the client's request
 # Not forwarded when we send a request again ourselves: hop-by-hop, or recomputed by the client.
 NOT_RESENT = frozenset(
     {
@@ -88,7 +87,8 @@ class Attempts:
 
     async def begin(self, flow: http.HTTPFlow, route: Route) -> None:
         req = flow.request
-        conversation = conversation_key(req.headers)
+        read = rewrite.pick(req.headers, READ)
+        conversation = conversation_key(read)
         try:
             prefer = self.service.affinity.get(conversation)
             lease, waited = await self.service.waits.acquire(self.settings.max_wait, prefer=prefer)
@@ -100,11 +100,10 @@ class Attempts:
         if flow.error or not flow.live:
             lease.release()  # the client went away while we waited
             return
-        pooled = Pooled(lease, route, req.path, sends_github_token(req.headers.get("authorization")), conversation)
+        pooled = Pooled(lease, route, req.path, sends_github_token(read.get("authorization")), conversation)
         self.pooled[flow.id] = pooled
         base, credential = self._target(pooled)
-        _point_at(req, base, pooled.path)
-        req.headers["authorization"] = f"Bearer {credential}"
+        rewrite.point_at(req, base, pooled.path, f"Bearer {credential}")
         flow.metadata["copilot_pool.account"] = lease.account.name
         flow.comment = f"pool: {_picked(lease, waited)}"
 
@@ -231,22 +230,6 @@ def _picked(lease: Lease, waited: float) -> str:
     return f"{lease.account.name} ({lease.reason}{f', waited {waited:.1f}s' if waited else ''})"
 
 
-def _point_at(req: http.Request, base: str, path: str) -> None:
-    """`req.url = base + path` at a third of the cost: each endpoint is parsed once, not once per request."""
-    scheme, host, port, prefix = _endpoint(base)
-    req.scheme, req.port = scheme, port
-    req.host = host  # last: it rewrites the Host header (and :authority) from scheme, host and port
-    if prefix:
-        req.path = prefix + path
-
-
-@functools.lru_cache(maxsize=256)
-def _endpoint(base: str) -> tuple[str, str, int, str]:
-    parts = urlsplit(base)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, parts.hostname or "", port, parts.path.rstrip("/")
-
-
 def _error_body(response: http.Response) -> bytes | None:
     """The body of a 4xx answer, decoded, for the error code in it; None when streamed or undecodable."""
     if response.stream or not 400 <= response.status_code < 500:
@@ -259,4 +242,4 @@ def _error_body(response: http.Response) -> bytes | None:
 
 def _redact(flow: http.HTTPFlow, name: str) -> None:
     """Keep no pool credential in the flow that mitmdump prints, mitmweb shows and `-w` saves."""
-    flow.request.headers["authorization"] = f"Bearer <pool:{name}>"
+    rewrite.replace(flow.request.headers, {b"authorization": f"Bearer <pool:{name}>".encode()})
