@@ -101,6 +101,14 @@ SHIPPED = {"command": (str(COPILOT_POOL),), "addon": False}  # scripts/run: the 
 ON_ASYNCIO = {"command": (str(MITMDUMP),)}  # `mitmdump -s addon/pool.py`: asyncio's loop
 
 
+def revision_name(script: Path) -> str:
+    """'pool at 2791e01': the short commit of the checkout holding `script`, else its path."""
+    found = subprocess.run(
+        ["git", "-C", str(script.parent), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return f"pool at {found.stdout.strip() if found.returncode == 0 else script}"
+
+
 def revision(script: Path) -> dict:
     """Another revision's addon (PATH/addon/pool.py), started as `mitmdump -s PATH/addon/pool.py` (asyncio): its
     own copilot_pool package comes first on sys.path while mitmproxy loads the script."""

@@ -34,10 +34,11 @@ from common import (
     plain_target,
     pool_target,
     revision,
+    revision_name,
     workdir,
 )
 from mitmdump_process import Mitmdump, write_accounts
-from overhead import BEFORE, PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, POOL_FLOW_LINES
+from overhead import PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, POOL_FLOW_LINES, comparisons
 
 SLOW = 300.0  # seconds for anything under callgrind to start or answer
 
@@ -78,7 +79,7 @@ def counted(proxy: Mitmdump, out: Path, dump_number: int, work) -> int:
     return int(summary.split()[1])
 
 
-def run(requests: int = 100, baseline: Path | None = None) -> dict:
+def run(requests: int = 100, baselines: tuple[Path, ...] = ()) -> dict:
     if shutil.which("valgrind") is None:
         return {"benchmark": "instructions", "skipped": "valgrind is not installed (apt-get install valgrind)"}
     work = workdir()
@@ -93,8 +94,8 @@ def run(requests: int = 100, baseline: Path | None = None) -> dict:
         POOL_ASYNCIO: (pool, ON_ASYNCIO),
         POOL_FLOW_LINES: ({**pool, "flow_detail": 1}, SHIPPED),
     }
-    if baseline is not None:
-        modes[BEFORE] = (pool, revision(baseline))
+    for script in baselines:
+        modes[revision_name(script)] = (pool, revision(script))
     per_request: dict[str, float] = {}
     try:
         for name, (options, start) in modes.items():
@@ -115,18 +116,11 @@ def run(requests: int = 100, baseline: Path | None = None) -> dict:
     return {
         "benchmark": "instructions",
         "machine": machine(),
-        "settings": {"requests": requests, "baseline": str(baseline) if baseline else None},
+        "settings": {"requests": requests, "baselines": [str(script) for script in baselines]},
         "instructions_per_request": {name: round(n) for name, n in per_request.items()},
         "ratios": {
             f"{mode} / {other}": round(per_request[mode] / per_request[other], 3)
-            for mode, other in [
-                (PLAIN_UVLOOP, PLAIN),
-                (POOL, PLAIN),
-                (POOL, PLAIN_UVLOOP),
-                (POOL, POOL_ASYNCIO),
-                (POOL, POOL_FLOW_LINES),
-                (POOL_ASYNCIO, BEFORE),
-            ]
+            for mode, other, _ in comparisons([revision_name(script) for script in baselines])
             if mode in per_request and other in per_request
         },
     }
@@ -135,9 +129,11 @@ def run(requests: int = 100, baseline: Path | None = None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=100)
-    parser.add_argument("--baseline", type=Path, help="another revision's addon/pool.py, counted the same way")
+    parser.add_argument(
+        "--baseline", type=Path, action="append", default=[], help="another revision's addon/pool.py (repeatable)"
+    )
     a = parser.parse_args()
-    dump(run(a.requests, a.baseline))
+    dump(run(a.requests, tuple(a.baseline)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Overhead of the pool addon, and what each lever buys: the same load against the fake directly, plain
 mitmdump (asyncio, and on uvloop), the pool as shipped (the copilot-pool launcher: uvloop, no line per flow), the
-pool without one lever at a time, another revision of the addon (--baseline), and the pool under 10% 429 churn.
+pool without one lever at a time, other revisions of the addon (--baseline), and the pool under 10% 429 churn.
 
 Fixed concurrency, one keep-alive connection per worker (HTTPS through the proxies, plain HTTP directly), a fake
 upstream with a fixed delay. Modes run in interleaved, rotated rounds so that background load hits all of them
@@ -33,17 +33,17 @@ from common import (
     pool_proxy,
     pool_target,
     revision,
+    revision_name,
     run_load,
     workdir,
 )
 
-PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, POOL_FLOW_LINES, BEFORE = (
+PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, POOL_FLOW_LINES = (
     "mitmdump",
     "mitmdump + uvloop",
     "pool",
     "pool on asyncio",
     "pool + flow lines",
-    "pool, baseline revision",
 )
 # (mode, compared with, what the comparison shows): throughput ratio mode / other, p50 difference mode - other
 COMPARISONS = [
@@ -52,8 +52,12 @@ COMPARISONS = [
     (POOL, PLAIN_UVLOOP, "the pool's own cost (both on uvloop)"),
     (POOL, POOL_ASYNCIO, "lever: uvloop"),
     (POOL, POOL_FLOW_LINES, "lever: no line per flow"),
-    (POOL_ASYNCIO, BEFORE, "this revision vs the baseline (both on asyncio)"),
 ]
+BASELINE = "this revision vs another (both on asyncio)"  # POOL_ASYNCIO / each --baseline
+
+
+def comparisons(baselines: list[str]) -> list[tuple[str, str, str]]:
+    return COMPARISONS + [(POOL_ASYNCIO, name, BASELINE) for name in baselines]
 
 
 def summarise(samples: list[Sample]) -> dict:
@@ -82,7 +86,7 @@ def run(
     concurrency: tuple[int, ...] = (1, 8),
     delay_ms: float = 10.0,
     churn: float = 0.1,
-    baseline: Path | None = None,
+    baselines: tuple[Path, ...] = (),
 ) -> dict:
     work = workdir()
     upstream = Upstream(3, delay_ms=delay_ms)
@@ -95,8 +99,8 @@ def run(
             POOL_ASYNCIO: pool_proxy(upstream, work, start=ON_ASYNCIO),
             POOL_FLOW_LINES: pool_proxy(upstream, work, options={"flow_detail": 1}),
         }
-        if baseline is not None:
-            pools[BEFORE] = pool_proxy(upstream, work, start=revision(baseline))
+        for script in baselines:
+            pools[revision_name(script)] = pool_proxy(upstream, work, start=revision(script))
         churning = pool_proxy(churn_upstream, work)
         proxies = [plain, plain_uvloop, *pools.values(), churning]
         targets = [
@@ -106,7 +110,8 @@ def run(
             *(pool_target(proxy, name) for name, proxy in pools.items()),
             pool_target(churning, f"pool, {churn:.0%} 429 churn"),
         ]
-        levels = {c: measure(targets, rounds, seconds, c) for c in concurrency}
+        compared = comparisons([revision_name(script) for script in baselines])
+        levels = {c: measure(targets, rounds, seconds, c, compared) for c in concurrency}
     finally:
         for p in proxies:
             p.stop()
@@ -121,13 +126,15 @@ def run(
             "upstream_delay_ms": delay_ms,
             "churn_429": churn,
             "churn_retry_after_ms": 20,
-            "baseline": str(baseline) if baseline else None,
+            "baselines": [str(script) for script in baselines],
         },
         "by_concurrency": levels,
     }
 
 
-def measure(targets: list[Target], rounds: int, seconds: float, concurrency: int) -> dict:
+def measure(
+    targets: list[Target], rounds: int, seconds: float, concurrency: int, compared: list[tuple[str, str, str]]
+) -> dict:
     samples: dict[str, list[Sample]] = {t.name: [] for t in targets}
     for r in range(rounds):  # rotated order: no mode always runs first or last
         for target in targets[r % len(targets) :] + targets[: r % len(targets)]:
@@ -136,7 +143,7 @@ def measure(targets: list[Target], rounds: int, seconds: float, concurrency: int
         "modes": {name: summarise(s) for name, s in samples.items()},
         "comparisons": [
             compare(samples[mode], samples[other], mode, other, label)
-            for mode, other, label in COMPARISONS
+            for mode, other, label in compared
             if mode in samples and other in samples
         ],
     }
@@ -166,10 +173,12 @@ def main() -> None:
     parser.add_argument(
         "--churn", type=float, default=0.1, help="fraction of upstream answers that are 429s in mode (4)"
     )
-    parser.add_argument("--baseline", type=Path, help="another revision's addon/pool.py, measured in the same rounds")
+    parser.add_argument(
+        "--baseline", type=Path, action="append", default=[], help="another revision's addon/pool.py (repeatable)"
+    )
     a = parser.parse_args()
     levels = tuple(int(c) for c in a.concurrency.split(","))
-    dump(run(a.rounds, a.seconds, levels, a.delay_ms, a.churn, a.baseline))
+    dump(run(a.rounds, a.seconds, levels, a.delay_ms, a.churn, tuple(a.baseline)))
 
 
 if __name__ == "__main__":

@@ -28,11 +28,11 @@ from common import machine
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def benchmarks(quick: bool, baseline: Path | None = None) -> dict:
+def benchmarks(quick: bool, baselines: tuple[Path, ...] = ()) -> dict:
     q = quick
     return {
-        "overhead": lambda: overhead.run(rounds=2 if q else 6, seconds=1.5, baseline=baseline),
-        "instructions": lambda: {"skipped": "--quick"} if q else instructions.run(requests=100, baseline=baseline),
+        "overhead": lambda: overhead.run(rounds=2 if q else 6, seconds=1.5, baselines=baselines),
+        "instructions": lambda: {"skipped": "--quick"} if q else instructions.run(requests=100, baselines=baselines),
         "streaming": lambda: streaming.run(rounds=2 if q else 4, streams=20 if q else 40),
         "concurrency": lambda: concurrency.run(count=3 if q else 6),
         "concurrency_plain": lambda: concurrency.run(count=3 if q else 6, plain=True),
@@ -188,12 +188,18 @@ def summarise_file(path: Path = RESULTS / "latest.json") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke check, not figures to publish")
-    parser.add_argument("--baseline", type=Path, help="another revision's addon/pool.py for the overhead benchmark")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        default=[],
+        help="another revision's addon/pool.py, measured beside this one (repeatable): git worktree add /tmp/old REV",
+    )
     a = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every benchmark stops its processes
     started, begin = machine(), time.monotonic()
     results = {}
-    for name, bench in benchmarks(a.quick, a.baseline).items():
+    for name, bench in benchmarks(a.quick, tuple(a.baseline)).items():
         t = time.monotonic()
         print(f"{name} ...", flush=True)
         results[name] = bench()
