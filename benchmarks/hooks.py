@@ -54,22 +54,21 @@ ANSWER_HEADERS = [
     (b"Date", b"Mon, 01 Jun 2026 12:00:00 GMT"),
     (b"Content-Type", b"application/json"),
     (b"x-fake-account", b"bench0"),
-    (
-        b"x-quota-snapshot-premium_interactions",
-        b"ent=300&ov=0.0&ovPerm=false&rem=87.5&rst=2026-07-01T00%3A00%3A00Z",
-    ),
     (b"Content-Length", b"281"),
 ]
+QUOTA = "x-quota-snapshot-premium_interactions"  # one premium request less in each answer, as Copilot's say
 
 
 def flows(n: int) -> list[tuple[http.HTTPFlow, http.Response]]:
     out = []
-    for _ in range(n):
+    for i in range(n):
+        quota = f"ent=300&ov=0.0&ovPerm=false&rem={100 - (i % 900) / 9:.4f}&rst=2026-07-01T00%3A00%3A00Z"
         flow = tflow.tflow()
         flow.request = tutils.treq(
             scheme=b"https", host=HOST, port=443, path=b"/chat/completions", method=b"POST", headers=REQUEST_HEADERS
         )
-        out.append((flow, http.Response.make(200, b'{"choices": []}', ANSWER_HEADERS)))
+        answer = http.Response.make(200, b'{"choices": []}', [*ANSWER_HEADERS, (QUOTA.encode(), quota.encode())])
+        out.append((flow, answer))
     return out
 
 

@@ -80,8 +80,14 @@ def _form_fields(value: str) -> dict[str, str]:
     fields = {}
     for part in value.split("&"):
         key, _, raw = part.partition("=")
-        fields[key] = unquote_plus(raw) if "%" in raw or "+" in raw else raw
+        fields[key] = _unquoted(raw) if "%" in raw or "+" in raw else raw
     return fields
+
+
+@functools.lru_cache(maxsize=64)
+def _unquoted(raw: str) -> str:
+    """Cached: the encoded field is the reset time (`rst`), the same in every answer until the quota resets."""
+    return unquote_plus(raw)
 
 
 def from_user_info(data: object, now: float) -> Quota | None:
@@ -106,6 +112,7 @@ def from_user_info(data: object, now: float) -> Quota | None:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def parse_reset(value: str | None) -> float | None:
     """'2025-12-01T00:00:00Z' or '2025-12-01' -> epoch seconds (UTC when no zone is given)."""
     if not value:
