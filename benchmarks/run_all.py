@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import concurrency
+import hooks
 import instructions
 import overhead
 import profiling
@@ -32,11 +33,12 @@ def benchmarks(quick: bool, baselines: tuple[Path, ...] = ()) -> dict:
     q = quick
     return {
         "overhead": lambda: overhead.run(rounds=2 if q else 6, seconds=1.5, baselines=baselines),
-        "instructions": lambda: {"skipped": "--quick"} if q else instructions.run(requests=100, baselines=baselines),
+        "instructions": lambda: {"skipped": "--quick"} if q else instructions.run(baselines=baselines),
         "streaming": lambda: streaming.run(rounds=2 if q else 4, streams=20 if q else 40),
         "concurrency": lambda: concurrency.run(count=3 if q else 6),
         "concurrency_plain": lambda: concurrency.run(count=3 if q else 6, plain=True),
         "scaling": lambda: scaling.run(ops=4000 if q else 20000),
+        "hooks": lambda: hooks.run(requests=500 if q else 2000),
         "startup": lambda: startup.run(runs=1 if q else 3),
         "profile": lambda: profiling.run(seconds=5 if q else 10),
     }
@@ -78,12 +80,16 @@ def summary(r: dict, started: dict, seconds: float) -> str:
         out.append(f"Skipped ({ins['skipped']})")
     else:
         out += [
-            f"callgrind, inside mitmdump, {ins['settings']['requests']} requests one after another (idle timers "
-            "taken out): a count other load on the machine does not move.",
+            f"callgrind, inside mitmdump: median of {ins['settings']['rounds']} rotated rounds of "
+            f"{ins['settings']['requests_per_round']} requests one after another (idle timers taken out), a count "
+            "that other load on the machine hardly moves.",
             "",
-            "| mode | instructions per request |",
-            "|---|---|",
-            *(f"| {mode} | {n:,} |" for mode, n in ins["instructions_per_request"].items()),
+            "| mode | instructions per request | per round |",
+            "|---|---|---|",
+            *(
+                f"| {mode} | {n:,} | {', '.join(f'{x:,}' for x in ins['by_round'][mode])} |"
+                for mode, n in ins["instructions_per_request"].items()
+            ),
             "",
             "Ratios: " + ", ".join(f"{k} **{v}**" for k, v in ins["ratios"].items()) + ".",
         ]
@@ -145,6 +151,15 @@ def summary(r: dict, started: dict, seconds: float) -> str:
         f"Memory: {sc['memory_bytes_per_account']} bytes per account (config, state and token). "
         f"Target p99 <= {sc['target_p99_us_at_largest']} µs at {sizes[-1]}: "
         f"worst is {sc['worst_p99_us_at_largest']} µs.",
+    ]
+    h = r["hooks"]
+    out += [
+        "",
+        "#### The addon's hooks",
+        "",
+        f"In process, request + responseheaders + response on Copilot CLI-shaped flows: **{h['us_per_request_best']} "
+        f"µs** per pooled request, best of {h['settings']['batches']} batches of {h['settings']['requests_per_batch']} "
+        f"(each batch: {h['us_per_request_by_batch']} µs).",
     ]
     su = r["startup"]
     out += [
