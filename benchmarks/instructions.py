@@ -39,7 +39,7 @@ from common import (
     workdir,
 )
 from mitmdump_process import Mitmdump, write_accounts
-from overhead import PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, POOL_FLOW_LINES, comparisons
+from overhead import PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, WITHOUT_DEFAULT, comparisons
 
 SLOW = 300.0  # seconds for anything under callgrind to start or answer
 SAME_HASHES = {"PYTHONHASHSEED": "0"}  # the same dict and set layouts in every run: fewer instructions that vary
@@ -109,7 +109,7 @@ def run(requests: int = 40, rounds: int = 3, idle: float = 3.0, baselines: tuple
         PLAIN_UVLOOP: (plain, {"addon": False, "command": MITMDUMP_UVLOOP}),
         POOL: (pool, SHIPPED),
         POOL_ASYNCIO: (pool, ON_ASYNCIO),
-        POOL_FLOW_LINES: ({**pool, "flow_detail": 1}, SHIPPED),
+        **{name: ({**pool, **options}, SHIPPED) for name, options in WITHOUT_DEFAULT.items()},
         **{revision_name(script): (pool, revision(script)) for script in baselines},
     }
     counted: list[Counted] = []

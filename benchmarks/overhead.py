@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Overhead of the pool addon, and what each lever buys: the same load against the fake directly, plain
-mitmdump (asyncio, and on uvloop), the pool as shipped (the copilot-pool launcher: uvloop, no line per flow), the
-pool without one lever at a time, other revisions of the addon (--baseline), and the pool under 10% 429 churn.
+mitmdump (asyncio, and on uvloop), the pool as shipped (the copilot-pool launcher: uvloop, no line per flow, no
+mitm.it onboarding app), the pool without one lever at a time, other revisions of the addon (--baseline), and the
+pool under 10% 429 churn.
 
 Fixed concurrency, one keep-alive connection per worker (HTTPS through the proxies, plain HTTP directly), a fake
 upstream with a fixed delay. Modes run in interleaved, rotated rounds so that background load hits all of them
@@ -38,13 +39,16 @@ from common import (
     workdir,
 )
 
-PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, POOL_FLOW_LINES = (
+PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, POOL_FLOW_LINES, POOL_ONBOARDING = (
     "mitmdump",
     "mitmdump + uvloop",
     "pool",
     "pool on asyncio",
     "pool + flow lines",
+    "pool + mitm.it",
 )
+# the shipped pool without one of the launcher's defaults, as options
+WITHOUT_DEFAULT = {POOL_FLOW_LINES: {"flow_detail": 1}, POOL_ONBOARDING: {"onboarding": "true"}}
 # (mode, compared with, what the comparison shows): throughput ratio mode / other, p50 difference mode - other
 COMPARISONS = [
     (PLAIN_UVLOOP, PLAIN, "uvloop under plain mitmdump"),
@@ -52,6 +56,7 @@ COMPARISONS = [
     (POOL, PLAIN_UVLOOP, "the pool's own cost (both on uvloop)"),
     (POOL, POOL_ASYNCIO, "lever: uvloop"),
     (POOL, POOL_FLOW_LINES, "lever: no line per flow"),
+    (POOL, POOL_ONBOARDING, "lever: no mitm.it onboarding app"),
 ]
 BASELINE = "this revision vs another (both on asyncio)"  # POOL_ASYNCIO / each --baseline
 
@@ -97,7 +102,7 @@ def run(
         pools = {
             POOL: pool_proxy(upstream, work),
             POOL_ASYNCIO: pool_proxy(upstream, work, start=ON_ASYNCIO),
-            POOL_FLOW_LINES: pool_proxy(upstream, work, options={"flow_detail": 1}),
+            **{name: pool_proxy(upstream, work, options=options) for name, options in WITHOUT_DEFAULT.items()},
         }
         for script in baselines:
             pools[revision_name(script)] = pool_proxy(upstream, work, start=revision(script))

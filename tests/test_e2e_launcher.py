@@ -2,7 +2,7 @@
 the pool relies on of mitmproxy holds on either loop: TLS interception, async hooks (failover re-sends from the
 response hook), SSE relayed as it comes, client disconnects counted out, WebSockets relayed, the eager task
 factory (CopilotPool.done starts closing its clients in a task made there), a clean stop. It prints no line per
-flow unless asked."""
+flow and serves no mitm.it unless asked."""
 
 from __future__ import annotations
 
@@ -93,12 +93,14 @@ def test_plain_mitmdump_through_the_launcher_module_runs_on_uvloop(start_proxy, 
     assert "pool:" not in proxy.output()
 
 
-def test_the_launcher_prints_no_line_per_flow_unless_asked(start_proxy, fake, tmp_path):
+def test_the_launcher_prints_no_line_per_flow_and_serves_no_mitm_it_unless_asked(start_proxy, fake, tmp_path):
     quiet = launch(start_proxy, fake, tmp_path, "uvloop")
     with quiet.client() as client:
         assert chat(client).status_code == 200
-    asked = launch(start_proxy, fake, tmp_path, "uvloop", options={"flow_detail": 1})  # one value: the caller's
+        assert client.get("http://mitm.it/").status_code == 502  # no onboarding app: sent on, to no such host
+    asked = launch(start_proxy, fake, tmp_path, "uvloop", options={"flow_detail": 1, "onboarding": "true"})
     with asked.client() as client:
         assert chat(client).status_code == 200
+        assert client.get("http://mitm.it/").status_code == 200
     asked.wait_for(r"POST \S+/chat/completions")  # the line of the flow, as sent upstream
     assert quiet.stop() == 0 and "/chat/completions" not in quiet.output()

@@ -6,8 +6,11 @@ loop's own work for less CPU than asyncio's. mitmproxy has no switch for it, but
 Without uvloop (not installed, or `COPILOT_POOL_LOOP=asyncio`) it runs on asyncio's loop, exactly as
 `mitmdump -s addon/pool.py` does.
 
-Per-flow output is off by default (`flow_detail=0`): mitmdump's line per flow costs CPU on every request and
-says less than the pool's own log lines; `--set flow_detail=1` brings it back, and mitmweb shows every flow anyway.
+Two of mitmdump's defaults cost CPU on every request for something the pool does not need, so they are off unless
+the caller sets them: the line per flow (`flow_detail=0`; the pool's own log lines still print, `--set
+flow_detail=1` brings the flows back, mitmweb shows every flow anyway) and the onboarding app at http://mitm.it
+(`onboarding=false`: it parses every request's Host header to see whether it is for mitm.it; the CA to trust is
+~/.mitmproxy/mitmproxy-ca-cert.pem).
 
     copilot-pool --set pool_accounts=accounts.json --set listen_host=127.0.0.1   # what scripts/run starts
     python -m copilot_pool.mitm.launch ARGS...   # plain mitmdump, on the same loop (benchmarks)
@@ -24,7 +27,7 @@ from mitmproxy.tools import main as mitmproxy_main
 
 ADDON = Path(__file__).resolve().parents[2] / "pool.py"  # addon/pool.py: the one script, as `mitmdump -s` loads it
 LOOP_VARIABLE = "COPILOT_POOL_LOOP"  # "asyncio": keep asyncio's loop (to compare, or to rule uvloop out)
-DEFAULTS = {"flow_detail": "0"}  # unless the caller sets them (mitmproxy refuses two values for one option)
+DEFAULTS = {"flow_detail": "0", "onboarding": "false"}  # unless the caller sets them (mitmproxy refuses two values)
 
 
 def install_event_loop(choice: str | None = None) -> str:
@@ -52,7 +55,8 @@ def main() -> None:
     if not ADDON.is_file():
         sys.exit(f"copilot-pool: {ADDON} is missing; install the project from its checkout (pip install -e .)")
     args = sys.argv[1:]
-    defaults = [f"--set={k}={v}" for k, v in DEFAULTS.items() if not any(f"{k}=" in a for a in args)]
+    given = {a.removeprefix("--set=").partition("=")[0] for a in args if "=" in a}  # `--set k=v`, `--set=k=v`
+    defaults = [f"--set={k}={v}" for k, v in DEFAULTS.items() if k not in given]
     mitmdump(["-s", str(ADDON), *defaults, *args])
 
 
