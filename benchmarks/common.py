@@ -98,7 +98,8 @@ def workdir() -> Path:
 
 # How a pool proxy starts (keyword arguments of Mitmdump): as users run it, and without one lever or another.
 SHIPPED = {"command": (str(COPILOT_POOL),), "addon": False}  # scripts/run: the launcher, on uvloop
-ON_ASYNCIO = {"command": (str(MITMDUMP),)}  # `mitmdump -s addon/pool.py`: asyncio's loop
+ON_ASYNCIO = {**SHIPPED, "env": {"COPILOT_POOL_LOOP": "asyncio"}}  # the launcher, told to keep asyncio's loop
+AS_SCRIPT = {"command": (str(MITMDUMP),)}  # `mitmdump -s addon/pool.py`: asyncio, mitmdump's own defaults
 
 
 def revision_name(script: Path) -> str:
@@ -110,8 +111,8 @@ def revision_name(script: Path) -> str:
 
 
 def revision(script: Path) -> dict:
-    """Another revision's addon (PATH/addon/pool.py), started as `mitmdump -s PATH/addon/pool.py` (asyncio): its
-    own copilot_pool package comes first on sys.path while mitmproxy loads the script."""
+    """Another revision's addon (PATH/addon/pool.py), started as `mitmdump -s PATH/addon/pool.py` (as AS_SCRIPT):
+    its own copilot_pool package comes first on sys.path while mitmproxy loads the script."""
     return {"command": (str(MITMDUMP),), "addon": False, "args": ["-s", str(script)]}
 
 
@@ -119,7 +120,7 @@ def pool_proxy(
     upstream: Upstream, work: Path, *, options: dict | None = None, timeout: float = 30.0, start: dict = SHIPPED
 ) -> Mitmdump:
     """mitmdump with the pool addon over all of `upstream`'s accounts, once every account is active; `start`:
-    how it is started (SHIPPED, ON_ASYNCIO, revision(...))."""
+    how it is started (SHIPPED, ON_ASYNCIO, AS_SCRIPT, revision(...))."""
     accounts = write_accounts(work / f"accounts-{time.monotonic_ns()}.json", upstream.accounts)
     proxy = Mitmdump(
         work / f"confdir-{time.monotonic_ns()}",

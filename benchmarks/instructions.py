@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from common import (
+    AS_SCRIPT,
     CHAT_BODY,
     COPILOT_HOST,
     MITMDUMP,
@@ -39,7 +40,7 @@ from common import (
     workdir,
 )
 from mitmdump_process import Mitmdump, write_accounts
-from overhead import PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, WITHOUT_DEFAULT, comparisons
+from overhead import PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, POOL_SCRIPT, WITHOUT_DEFAULT, comparisons
 
 SLOW = 300.0  # seconds for anything under callgrind to start or answer
 SAME_HASHES = {"PYTHONHASHSEED": "0"}  # the same dict and set layouts in every run: fewer instructions that vary
@@ -56,7 +57,8 @@ class Counted:
             command = [sys.executable, "-c", "from copilot_pool.mitm.launch import main; main()"]
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}", *command]
         confdir = work / f"confdir-{name.replace(' ', '-')}"
-        self.proxy = Mitmdump(confdir, options, SAME_HASHES, timeout=SLOW, **{**start, "command": tuple(command)})
+        env = {**SAME_HASHES, **start.get("env", {})}
+        self.proxy = Mitmdump(confdir, options, timeout=SLOW, **{**start, "env": env, "command": tuple(command)})
 
     def ready(self, upstream: Upstream, warmup: int = 10) -> None:
         if "pool_accounts" in self.options:
@@ -109,6 +111,7 @@ def run(requests: int = 40, rounds: int = 3, idle: float = 3.0, baselines: tuple
         PLAIN_UVLOOP: (plain, {"addon": False, "command": MITMDUMP_UVLOOP}),
         POOL: (pool, SHIPPED),
         POOL_ASYNCIO: (pool, ON_ASYNCIO),
+        POOL_SCRIPT: (pool, AS_SCRIPT),
         **{name: ({**pool, **options}, SHIPPED) for name, options in WITHOUT_DEFAULT.items()},
         **{revision_name(script): (pool, revision(script)) for script in baselines},
     }

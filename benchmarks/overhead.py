@@ -19,6 +19,7 @@ import asyncio
 from pathlib import Path
 
 from common import (
+    AS_SCRIPT,
     ON_ASYNCIO,
     Sample,
     Target,
@@ -39,13 +40,14 @@ from common import (
     workdir,
 )
 
-PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, POOL_FLOW_LINES, POOL_ONBOARDING = (
+PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, POOL_FLOW_LINES, POOL_ONBOARDING, POOL_SCRIPT = (
     "mitmdump",
     "mitmdump + uvloop",
     "pool",
     "pool on asyncio",
     "pool + flow lines",
     "pool + mitm.it",
+    "mitmdump -s addon/pool.py",
 )
 # the shipped pool without one of the launcher's defaults, as options
 WITHOUT_DEFAULT = {POOL_FLOW_LINES: {"flow_detail": 1}, POOL_ONBOARDING: {"onboarding": "true"}}
@@ -57,12 +59,13 @@ COMPARISONS = [
     (POOL, POOL_ASYNCIO, "lever: uvloop"),
     (POOL, POOL_FLOW_LINES, "lever: no line per flow"),
     (POOL, POOL_ONBOARDING, "lever: no mitm.it onboarding app"),
+    (POOL_SCRIPT, PLAIN, "the pool by hand vs plain mitmdump (same loop, same defaults)"),
 ]
-BASELINE = "this revision vs another (both on asyncio)"  # POOL_ASYNCIO / each --baseline
+BASELINE = "this revision vs another (both as mitmdump -s)"  # POOL_SCRIPT / each --baseline
 
 
 def comparisons(baselines: list[str]) -> list[tuple[str, str, str]]:
-    return COMPARISONS + [(POOL_ASYNCIO, name, BASELINE) for name in baselines]
+    return COMPARISONS + [(POOL_SCRIPT, name, BASELINE) for name in baselines]
 
 
 def summarise(samples: list[Sample]) -> dict:
@@ -102,6 +105,7 @@ def run(
         pools = {
             POOL: pool_proxy(upstream, work),
             POOL_ASYNCIO: pool_proxy(upstream, work, start=ON_ASYNCIO),
+            POOL_SCRIPT: pool_proxy(upstream, work, start=AS_SCRIPT),
             **{name: pool_proxy(upstream, work, options=options) for name, options in WITHOUT_DEFAULT.items()},
         }
         for script in baselines:
