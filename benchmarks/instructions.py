@@ -14,6 +14,7 @@ timers), per request. The median round is reported. Needs valgrind (Debian packa
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -51,12 +52,13 @@ class Counted:
 
     def __init__(self, name: str, work: Path, options: dict, start: dict) -> None:
         self.name, self.options, self.dumps = name, options, 0
-        self.out = work / f"callgrind-{name.replace(' ', '-')}.out"
+        slug = re.sub(r"[^A-Za-z0-9.]+", "-", name)
+        self.out = work / f"callgrind-{slug}.out"
         command = list(start.get("command", (str(MITMDUMP),)))
         if Path(command[0]).name == "copilot-pool":  # a console script: valgrind runs the interpreter itself
             command = [sys.executable, "-c", "from copilot_pool.mitm.launch import main; main()"]
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}", *command]
-        confdir = work / f"confdir-{name.replace(' ', '-')}"
+        confdir = work / f"confdir-{slug}"
         env = {**SAME_HASHES, **start.get("env", {})}
         self.proxy = Mitmdump(confdir, options, timeout=SLOW, **{**start, "env": env, "command": tuple(command)})
 
