@@ -25,7 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))  # the helpers the tests use too; not a package
 
 from fake_copilot import endpoint_bases  # noqa: E402
-from mitmdump_process import PROXY_ENV_VARS, Mitmdump, stop_process, write_accounts  # noqa: E402
+from mitmdump_process import (  # noqa: E402
+    COPILOT_POOL,
+    MITMDUMP,
+    MITMDUMP_UVLOOP,
+    PROXY_ENV_VARS,
+    Mitmdump,
+    stop_process,
+    write_accounts,
+)
 
 STREAM_SSE = ROOT / "benchmarks" / "stream_sse.py"
 COPILOT_HOST = "api.individual.githubcopilot.com"
@@ -100,16 +108,36 @@ def workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="copilot-pool-bench-"))
 
 
+# How a pool proxy starts (keyword arguments of Mitmdump): as users run it, and without one lever or another.
+SHIPPED = {"command": (str(COPILOT_POOL),), "addon": False}  # scripts/run: the launcher, on uvloop
+ON_ASYNCIO = {**SHIPPED, "env": {"COPILOT_POOL_LOOP": "asyncio"}}  # the launcher, told to keep asyncio's loop
+AS_SCRIPT = {"command": (str(MITMDUMP),)}  # `mitmdump -s addon/pool.py`: asyncio, mitmdump's own defaults
+
+
+def revision_name(script: Path) -> str:
+    """'pool at 2791e01': the short commit of the checkout holding `script`, else its path."""
+    found = subprocess.run(
+        ["git", "-C", str(script.parent), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return f"pool at {found.stdout.strip() if found.returncode == 0 else script}"
+
+
+def revision(script: Path) -> dict:
+    """Another revision's addon (PATH/addon/pool.py), started as `mitmdump -s PATH/addon/pool.py` (as AS_SCRIPT):
+    its own copilot_pool package comes first on sys.path while mitmproxy loads the script."""
+    return {"command": (str(MITMDUMP),), "addon": False, "args": ["-s", str(script)]}
+
+
 def pool_proxy(
-    upstream: Upstream, work: Path, *, options: dict | None = None, timeout: float = 30.0, addon: bool | Path = True
+    upstream: Upstream, work: Path, *, options: dict | None = None, timeout: float = 30.0, start: dict = SHIPPED
 ) -> Mitmdump:
-    """mitmdump with the pool addon (this checkout's, or the script `addon` names) over all of `upstream`'s
-    accounts, once every account is active."""
+    """mitmdump with the pool addon over all of `upstream`'s accounts, once every account is active; `start`:
+    how it is started (SHIPPED, ON_ASYNCIO, AS_SCRIPT, revision(...))."""
     accounts = write_accounts(work / f"accounts-{time.monotonic_ns()}.json", upstream.accounts)
     proxy = Mitmdump(
         work / f"confdir-{time.monotonic_ns()}",
         {**QUIET, "pool_accounts": accounts, **upstream.pool_options(), **(options or {})},
-        addon=addon,
+        **start,
     )
     try:
         proxy.wait_accounts(timeout=timeout)
@@ -119,12 +147,14 @@ def pool_proxy(
     return proxy
 
 
-def plain_proxy(upstream: Upstream, work: Path, *, stream_sse: bool = False) -> Mitmdump:
+def plain_proxy(upstream: Upstream, work: Path, *, stream_sse: bool = False, uvloop: bool = False) -> Mitmdump:
     """mitmdump without the addon; the built-in map_remote sends the Copilot host to the fake (plain HTTP, as
-    the pool does), so both proxies do the same network work. `stream_sse`: relay event streams as they come."""
+    the pool does), so both proxies do the same network work. `stream_sse`: relay event streams as they come;
+    `uvloop`: on the launcher's loop."""
     options = {**QUIET, "map_remote": f"|https://{COPILOT_HOST.replace('.', chr(92) + '.')}|{upstream.base_url}"}
     args = ["-s", str(STREAM_SSE)] if stream_sse else []
-    return Mitmdump(work / f"confdir-{time.monotonic_ns()}", options, addon=False, args=args)
+    command = MITMDUMP_UVLOOP if uvloop else (str(MITMDUMP),)
+    return Mitmdump(work / f"confdir-{time.monotonic_ns()}", options, addon=False, args=args, command=command)
 
 
 @dataclass

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Overhead of the pool addon: the same load against (1) the fake directly, (2) plain mitmdump, (3) mitmdump
-with the pool addon and 3 accounts, (4) the same under 10% upstream 429 churn.
+"""Overhead of the pool addon, and what each lever buys: the same load against the fake directly, plain
+mitmdump (asyncio, and on uvloop), the pool as shipped (the copilot-pool launcher: uvloop, no line per flow, no
+mitm.it onboarding app), the pool without one lever at a time, other revisions of the addon (--baseline), and the
+pool under 10% 429 churn.
 
 Fixed concurrency, one keep-alive connection per worker (HTTPS through the proxies, plain HTTP directly), a fake
 upstream with a fixed delay. Modes run in interleaved, rotated rounds so that background load hits all of them
-alike; the ratio (3)/(2) is taken per round (paired) and its median reported.
+alike; each comparison's ratio is taken per round (paired) and its median reported.
 
     .venv/bin/python benchmarks/overhead.py [--rounds 6 --seconds 1.5 --concurrency 1,8 --delay-ms 10]
+    .venv/bin/python benchmarks/overhead.py --baseline /tmp/old/addon/pool.py   # git worktree add /tmp/old REV
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import asyncio
 from pathlib import Path
 
 from common import (
+    AS_SCRIPT,
+    ON_ASYNCIO,
     Sample,
     Target,
     Upstream,
@@ -29,11 +34,38 @@ from common import (
     plain_target,
     pool_proxy,
     pool_target,
+    revision,
+    revision_name,
     run_load,
     workdir,
 )
 
-BASELINE = "pool (baseline)"
+PLAIN, PLAIN_UVLOOP, POOL, POOL_ASYNCIO, POOL_FLOW_LINES, POOL_ONBOARDING, POOL_SCRIPT = (
+    "mitmdump",
+    "mitmdump + uvloop",
+    "pool",
+    "pool on asyncio",
+    "pool + flow lines",
+    "pool + mitm.it",
+    "mitmdump -s addon/pool.py",
+)
+# the shipped pool without one of the launcher's defaults, as options
+WITHOUT_DEFAULT = {POOL_FLOW_LINES: {"flow_detail": 1}, POOL_ONBOARDING: {"onboarding": "true"}}
+# (mode, compared with, what the comparison shows): throughput ratio mode / other, p50 difference mode - other
+COMPARISONS = [
+    (PLAIN_UVLOOP, PLAIN, "uvloop under plain mitmdump"),
+    (POOL, PLAIN, "the pool as shipped vs plain mitmdump"),
+    (POOL, PLAIN_UVLOOP, "the pool's own cost (both on uvloop)"),
+    (POOL, POOL_ASYNCIO, "lever: uvloop"),
+    (POOL, POOL_FLOW_LINES, "lever: no line per flow"),
+    (POOL, POOL_ONBOARDING, "lever: no mitm.it onboarding app"),
+    (POOL_SCRIPT, PLAIN, "the pool by hand vs plain mitmdump (same loop, same defaults)"),
+]
+BASELINE = "this revision vs another (both as mitmdump -s)"  # POOL_SCRIPT / each --baseline
+
+
+def comparisons(baselines: list[str]) -> list[tuple[str, str, str]]:
+    return COMPARISONS + [(POOL_SCRIPT, name, BASELINE) for name in baselines]
 
 
 def summarise(samples: list[Sample]) -> dict:
@@ -62,24 +94,33 @@ def run(
     concurrency: tuple[int, ...] = (1, 8),
     delay_ms: float = 10.0,
     churn: float = 0.1,
-    baseline: Path | None = None,
+    baselines: tuple[Path, ...] = (),
 ) -> dict:
     work = workdir()
     upstream = Upstream(3, delay_ms=delay_ms)
     churn_upstream = Upstream(3, delay_ms=delay_ms, churn_429=churn)
     proxies = []
     try:
-        proxies = [plain_proxy(upstream, work), pool_proxy(upstream, work), pool_proxy(churn_upstream, work)]
+        plain, plain_uvloop = plain_proxy(upstream, work), plain_proxy(upstream, work, uvloop=True)
+        pools = {
+            POOL: pool_proxy(upstream, work),
+            POOL_ASYNCIO: pool_proxy(upstream, work, start=ON_ASYNCIO),
+            POOL_SCRIPT: pool_proxy(upstream, work, start=AS_SCRIPT),
+            **{name: pool_proxy(upstream, work, options=options) for name, options in WITHOUT_DEFAULT.items()},
+        }
+        for script in baselines:
+            pools[revision_name(script)] = pool_proxy(upstream, work, start=revision(script))
+        churning = pool_proxy(churn_upstream, work)
+        proxies = [plain, plain_uvloop, *pools.values(), churning]
         targets = [
             direct_target(upstream),
-            plain_target(upstream, proxies[0]),
-            pool_target(proxies[1]),
-            pool_target(proxies[2], f"pool, {churn:.0%} 429 churn"),
+            plain_target(upstream, plain),
+            plain_target(upstream, plain_uvloop, PLAIN_UVLOOP),
+            *(pool_target(proxy, name) for name, proxy in pools.items()),
+            pool_target(churning, f"pool, {churn:.0%} 429 churn"),
         ]
-        if baseline is not None:  # another revision's addon, measured in the same rounds
-            proxies.append(pool_proxy(upstream, work, addon=baseline))
-            targets.append(pool_target(proxies[-1], BASELINE))
-        levels = {c: measure(targets, rounds, seconds, c) for c in concurrency}
+        compared = comparisons([revision_name(script) for script in baselines])
+        levels = {c: measure(targets, rounds, seconds, c, compared) for c in concurrency}
     finally:
         for p in proxies:
             p.stop()
@@ -94,31 +135,37 @@ def run(
             "upstream_delay_ms": delay_ms,
             "churn_429": churn,
             "churn_retry_after_ms": 20,
-            "baseline": str(baseline) if baseline else None,
+            "baselines": [str(script) for script in baselines],
         },
         "by_concurrency": levels,
     }
 
 
-def measure(targets: list[Target], rounds: int, seconds: float, concurrency: int) -> dict:
+def measure(
+    targets: list[Target], rounds: int, seconds: float, concurrency: int, compared: list[tuple[str, str, str]]
+) -> dict:
     samples: dict[str, list[Sample]] = {t.name: [] for t in targets}
     for r in range(rounds):  # rotated order: no mode always runs first or last
         for target in targets[r % len(targets) :] + targets[: r % len(targets)]:
             samples[target.name].append(asyncio.run(run_load(target, concurrency, seconds)))
-    result = {"modes": {name: summarise(s) for name, s in samples.items()}}
-    result["pool_vs_mitmdump"] = compare(samples["mitmdump"], samples["pool"])
-    if BASELINE in samples:
-        result["baseline_vs_mitmdump"] = compare(samples["mitmdump"], samples[BASELINE])
-        result["pool_vs_baseline"] = compare(samples[BASELINE], samples["pool"])
-    return result
+    return {
+        "modes": {name: summarise(s) for name, s in samples.items()},
+        "comparisons": [
+            compare(samples[mode], samples[other], mode, other, label)
+            for mode, other, label in compared
+            if mode in samples and other in samples
+        ],
+    }
 
 
-def compare(reference: list[Sample], candidate: list[Sample]) -> dict:
-    """Candidate against reference, round by round (paired: the same rounds ran both)."""
-    pairs = list(zip(reference, candidate, strict=True))
+def compare(mine: list[Sample], theirs: list[Sample], mode: str, other: str, label: str) -> dict:
+    pairs = list(zip(theirs, mine, strict=True))
     throughput_ratio = [len(b.latencies) / b.seconds / (len(a.latencies) / a.seconds) for a, b in pairs]
     p50_delta = [percentile(b.latencies, 50) - percentile(a.latencies, 50) for a, b in pairs]
     return {
+        "mode": mode,
+        "other": other,
+        "what": label,
         "throughput_ratio_median": round(median(throughput_ratio), 3),
         "throughput_ratio_by_round": [round(x, 3) for x in throughput_ratio],
         "p50_delta_ms_median": ms(median(p50_delta)),
@@ -136,11 +183,11 @@ def main() -> None:
         "--churn", type=float, default=0.1, help="fraction of upstream answers that are 429s in mode (4)"
     )
     parser.add_argument(
-        "--baseline", type=Path, help="another checkout's addon/pool.py, measured as one more mode (before/after)"
+        "--baseline", type=Path, action="append", default=[], help="another revision's addon/pool.py (repeatable)"
     )
     a = parser.parse_args()
     levels = tuple(int(c) for c in a.concurrency.split(","))
-    dump(run(a.rounds, a.seconds, levels, a.delay_ms, a.churn, a.baseline))
+    dump(run(a.rounds, a.seconds, levels, a.delay_ms, a.churn, tuple(a.baseline)))
 
 
 if __name__ == "__main__":

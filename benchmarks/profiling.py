@@ -24,6 +24,7 @@ PY_SPY = Path(sys.executable).parent / "py-spy"
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:()]+)(?::\d+)?\)$")
 PREFIX = re.compile(r"^.*/(site-packages|addon|lib/python3\.\d+)/")  # keep the package-relative path
 ADDON_FILES = "copilot_pool/"
+LAUNCHER = "copilot_pool/mitm/launch.py"  # the entry point below every frame, not the addon's work
 
 
 def py_spy() -> str | None:
@@ -52,7 +53,7 @@ def analyse(raw: str, top: int = 12) -> dict:
         frames = [where(f) for f in stack.split(";")]
         total += n
         self_time[frames[-1]] += n
-        in_addon = [f for f in frames if f.startswith(ADDON_FILES)]
+        in_addon = [f for f in frames if f.startswith(ADDON_FILES) and not f.startswith(LAUNCHER)]
         if in_addon:
             addon_total += n
             for f in set(in_addon):

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import concurrency
+import hooks
+import instructions
 import overhead
 import profiling
 import scaling
@@ -27,14 +29,16 @@ from common import machine
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def benchmarks(quick: bool) -> dict:
+def benchmarks(quick: bool, baselines: tuple[Path, ...] = ()) -> dict:
     q = quick
     return {
-        "overhead": lambda: overhead.run(rounds=2 if q else 6, seconds=1.5),
+        "overhead": lambda: overhead.run(rounds=2 if q else 6, seconds=1.5, baselines=baselines),
+        "instructions": lambda: {"skipped": "--quick"} if q else instructions.run(baselines=baselines),
         "streaming": lambda: streaming.run(rounds=2 if q else 4, streams=20 if q else 40),
         "concurrency": lambda: concurrency.run(count=3 if q else 6),
         "concurrency_plain": lambda: concurrency.run(count=3 if q else 6, plain=True),
         "scaling": lambda: scaling.run(ops=4000 if q else 20000),
+        "hooks": lambda: hooks.run(requests=500 if q else 2000),
         "startup": lambda: startup.run(runs=1 if q else 3),
         "profile": lambda: profiling.run(seconds=5 if q else 10),
     }
@@ -62,14 +66,33 @@ def summary(r: dict, started: dict, seconds: float) -> str:
         for mode, m in block["modes"].items():
             answers = ", ".join(f"{k}: {v}" for k, v in sorted(m["statuses"].items()))
             out.append(f"| {level} | {mode} | {m['req_per_s']} | {m['p50_ms']} | {m['p99_ms']} | {answers} |")
-    out.append("")
+    out += ["", "| concurrency | comparison | throughput ratio | per round | p50 difference ms | per round |"]
+    out.append("|---|---|---|---|---|---|")
     for level, block in o["by_concurrency"].items():
-        c = block["pool_vs_mitmdump"]
-        out.append(
-            f"- concurrency {level}: pool / plain mitmdump throughput **{c['throughput_ratio_median']}** "
-            f"(per round {c['throughput_ratio_by_round']}), p50 difference **{c['p50_delta_ms_median']} ms** "
-            f"(per round {c['p50_delta_ms_by_round']})"
-        )
+        for c in block["comparisons"]:
+            out.append(
+                f"| {level} | {c['what']}: {c['mode']} / {c['other']} | **{c['throughput_ratio_median']}** | "
+                f"{c['throughput_ratio_by_round']} | **{c['p50_delta_ms_median']}** | {c['p50_delta_ms_by_round']} |"
+            )
+    ins = r["instructions"]
+    out += ["", "#### Instructions per request", ""]
+    if "skipped" in ins:
+        out.append(f"Skipped ({ins['skipped']})")
+    else:
+        out += [
+            f"callgrind, inside mitmdump: median of {ins['settings']['rounds']} rotated rounds of "
+            f"{ins['settings']['requests_per_round']} requests one after another (idle timers taken out), a count "
+            "that other load on the machine hardly moves.",
+            "",
+            "| mode | instructions per request | per round |",
+            "|---|---|---|",
+            *(
+                f"| {mode} | {n:,} | {', '.join(f'{x:,}' for x in ins['by_round'][mode])} |"
+                for mode, n in ins["instructions_per_request"].items()
+            ),
+            "",
+            "Ratios: " + ", ".join(f"{k} **{v}**" for k, v in ins["ratios"].items()) + ".",
+        ]
     st = r["streaming"]
     out += [
         "",
@@ -115,12 +138,13 @@ def summary(r: dict, started: dict, seconds: float) -> str:
         "",
         "#### Pool scaling",
         "",
-        f"Pure core, acquire + release, {sc['settings']['in_flight']} in flight; p50 / p99 in µs.",
+        f"Pure core, per request (acquire, quota seen, release), {sc['settings']['in_flight']} in flight; "
+        "p50 / p99 in µs.",
         "",
         "| strategy | " + " | ".join(f"{n} accounts" for n in sizes) + " |",
         "|---|" + "---|" * len(sizes),
     ]
-    for strategy, by_size in sc["acquire_release"].items():
+    for strategy, by_size in sc["per_request"].items():
         cells = [f"{by_size[str(n)]['p50_us']} / {by_size[str(n)]['p99_us']}" for n in sizes]
         out.append(f"| {strategy} | " + " | ".join(cells) + " |")
     out += [
@@ -128,6 +152,15 @@ def summary(r: dict, started: dict, seconds: float) -> str:
         f"Memory: {sc['memory_bytes_per_account']} bytes per account (config, state and token). "
         f"Target p99 <= {sc['target_p99_us_at_largest']} µs at {sizes[-1]}: "
         f"worst is {sc['worst_p99_us_at_largest']} µs.",
+    ]
+    h = r["hooks"]
+    out += [
+        "",
+        "#### The addon's hooks",
+        "",
+        f"In process, request + responseheaders + response on Copilot CLI-shaped flows: **{h['us_per_request_best']} "
+        f"µs** per pooled request, best of {h['settings']['batches']} batches of {h['settings']['requests_per_batch']} "
+        f"(each batch: {h['us_per_request_by_batch']} µs).",
     ]
     su = r["startup"]
     out += [
@@ -171,11 +204,18 @@ def summarise_file(path: Path = RESULTS / "latest.json") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke check, not figures to publish")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        default=[],
+        help="another revision's addon/pool.py, measured beside this one (repeatable): git worktree add /tmp/old REV",
+    )
     a = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every benchmark stops its processes
     started, begin = machine(), time.monotonic()
     results = {}
-    for name, bench in benchmarks(a.quick).items():
+    for name, bench in benchmarks(a.quick, tuple(a.baseline)).items():
         t = time.monotonic()
         print(f"{name} ...", flush=True)
         results[name] = bench()

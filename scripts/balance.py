@@ -15,10 +15,11 @@ import argparse
 import heapq
 import random
 import sys
+from collections.abc import Collection
 
 from copilot_pool.core.model import Account, AccountConfig, CopilotToken
 from copilot_pool.core.pool import Pool
-from copilot_pool.core.strategies import Eligible, LeastBusy, Ready, SmoothWeighted
+from copilot_pool.core.strategies import LeastBusy, Ready, SmoothWeighted, can_take
 from copilot_pool.runtime.clock import FakeClock
 
 
@@ -27,8 +28,11 @@ class PowerOfTwo:  # measured here, not shipped: least-busy balances better (REA
 
     name = "p2c"
 
-    def pick(self, ready: Ready, eligible: Eligible) -> Account | None:
-        candidates = [a for a in ready.in_file_order if eligible(a)]
+    def index(self, ready: Ready) -> None:
+        return None
+
+    def pick(self, ready: Ready, exclude: Collection[Account]) -> Account | None:
+        candidates = [a for a in ready.in_file_order if can_take(a, exclude)]
         if len(candidates) <= 1:
             return candidates[0] if candidates else None
         a, b = random.sample(candidates, 2)

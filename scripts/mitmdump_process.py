@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon" / "pool.py"
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
 MITMWEB = Path(sys.executable).parent / "mitmweb"
+COPILOT_POOL = Path(sys.executable).parent / "copilot-pool"  # the launcher: adds the addon itself (addon=False)
+MITMDUMP_UVLOOP = (sys.executable, "-m", "copilot_pool.mitm.launch")  # plain mitmdump on the launcher's loop
 LISTENING = re.compile(r"HTTP\(S\) proxy listening at .*?:(\d+)")  # mitmproxy's own line: the port it got
 WEB_LISTENING = re.compile(r"Web server listening at (\S+)")
 STATUS_URL = "http://copilot-pool/status.json"
@@ -38,7 +40,7 @@ PROXY_ENV_VARS = (
 
 
 class Mitmdump:
-    """One mitmdump process (or mitmweb: `program=MITMWEB`); its output is collected line by line in `lines`."""
+    """One mitmdump process (or mitmweb: `command=(str(MITMWEB),)`); its output is collected line by line in `lines`."""
 
     def __init__(
         self,
@@ -47,7 +49,8 @@ class Mitmdump:
         env: dict[str, str] | None = None,
         addon: bool | Path = True,  # True: this checkout's addon/pool.py; a path: that script instead
         args: list[str] = (),
-        program: Path = MITMDUMP,
+        command: tuple[str, ...] = (str(MITMDUMP),),
+        timeout: float = 15.0,
     ):
         self.confdir = confdir
         auth = str(options.get("proxyauth", ""))
@@ -59,7 +62,7 @@ class Mitmdump:
             "connection_strategy": "lazy",
             **options,
         }
-        cmd = [str(program)]
+        cmd = [str(c) for c in command]
         if addon:
             cmd += ["-s", str(ADDON if addon is True else addon)]
         for key, value in settings.items():
@@ -75,7 +78,7 @@ class Mitmdump:
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=process_env, cwd=ROOT
         )
         threading.Thread(target=self._read, daemon=True).start()
-        self.port = int(self.wait_for(LISTENING).group(1))
+        self.port = int(self.wait_for(LISTENING, timeout).group(1))
 
     def _read(self) -> None:
         for line in self.process.stdout:  # type: ignore[union-attr]

@@ -45,9 +45,10 @@ def test_percentile_is_nearest_rank():
 def test_profile_analysis_attributes_samples_to_the_addon():
     raw = "\n".join(
         [
-            "run (asyncio/base_events.py:1) ;request (/x/addon/copilot_pool/addon.py:101);"
-            "acquire (/x/addon/copilot_pool/pool.py:120) 3",
-            "run (asyncio/base_events.py:1);write (/v/lib/python3.12/asyncio/selector_events.py:9) 6",
+            "main (/x/addon/copilot_pool/mitm/launch.py:1);run (asyncio/base_events.py:1) ;"
+            "request (/x/addon/copilot_pool/addon.py:101);acquire (/x/addon/copilot_pool/pool.py:120) 3",
+            "main (/x/addon/copilot_pool/mitm/launch.py:1);run (asyncio/base_events.py:1);"
+            "write (/v/lib/python3.12/asyncio/selector_events.py:9) 6",
             "run (asyncio/base_events.py:1);request (/x/addon/copilot_pool/addon.py:101) 1",
         ]
     )

@@ -60,7 +60,7 @@ def test_mitmweb_shows_the_conversation(start_proxy, fake, tmp_path):
         (flow,) = [f for f in io.FlowReader(f).stream() if f.request.path == "/chat/completions"]
     web = start_proxy(
         {"rfile": saved, "web_port": free_port(), "web_open_browser": "false"},  # the printed URL has the token
-        program=MITMWEB,
+        command=(str(MITMWEB),),
     )
     views = {}
     for tab in ("request", "response"):

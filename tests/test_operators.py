@@ -213,6 +213,12 @@ async def test_status_page_other_paths_and_hosts(addon_with_tokens):
     assert flow.response.status_code == 405
     flow = tflow.tflow()  # another host: not ours
     assert not page.answer(flow) and flow.response is None
+    flow = status_flow("/")  # transparent mode: the address is an IP, the Host header names the page
+    flow.request.data.host, flow.request.headers["host"] = "10.0.0.1", "copilot-pool:80"
+    assert page.answer(flow) and flow.response.status_code == 200
+    flow = status_flow("/")
+    flow.request.data.host, flow.request.headers["host"] = "10.0.0.1", "copilot-pool.example.com"
+    assert not page.answer(flow) and flow.response is None
     flow = status_flow("/")
     flow.response = tutils.tresp(status_code=407)  # proxyauth answered first: left alone
     await pool_addon.request(flow)

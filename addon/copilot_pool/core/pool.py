@@ -3,7 +3,8 @@
 `Pool` is the only writer of `Account` fields (core/model.py). Each change is one named transition in the
 "transitions" part below; a transition that may change which accounts can be picked bumps `version` (the
 cached ready lists are rebuilt when it moved), and every change, a lease's end included, tells `listener`
-(the wait queue), so a waiting request gets an account the moment one can take it.
+(the wait queue), so a waiting request gets an account the moment one can take it. Leases taken and ended and
+quotas seen also go to the ready lists, whose strategy index (weighted, quota) follows them without a rebuild.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class Pool:
         self.storms = StormWatch()  # its `accounts` is the pool_storm_accounts option
         self.held: Cooldown | None = None  # a limit on the whole pool: nobody is picked before its end
         self.learned: dict[tuple[str, str | None], float] = {}  # (plan, model or None) -> a measured pace
+        self.restricted = False  # some account is paced or cooling for one model: picks check each account
         self._tiers: list[list[Account]] = []  # accounts grouped by priority, best tier first; rebuilt by apply
         self._ready: list[Ready] = []  # each tier's pickable accounts, rebuilt when stale (see _ready_tiers)
         self._ready_version = -1  # the version they reflect
@@ -112,6 +114,7 @@ class Pool:
     def set_strategy(self, name: str) -> None:
         if name != self.strategy.name:
             self.strategy = make_strategy(name)
+            self._ready_version = -1  # the ready lists carry the old strategy's index
 
     # -- picking ------------------------------------------------------------------------------------
 
@@ -139,18 +142,24 @@ class Pool:
                 and want.allows(account)
             ):
                 return self._lease(account, now, "affinity", model)
-
-        def eligible(account: Account) -> bool:
-            return account.can_send(now, model) and account not in exclude and want.allows(account)
-
         for ready in self._ready_tiers(now):
-            account = self.strategy.pick(ready, eligible)
+            account = self.strategy.pick(ready, self._blocked(ready, exclude, now, want))
             if account is not None:
                 top = self._tiers[0][0].config.priority
                 tier_note = f", tier {account.config.priority}" if account.config.priority != top else ""
                 count = len(ready.in_file_order)
                 return self._lease(account, now, f"{self.strategy.name} among {count} ready{tier_note}", model)
         raise self._why_none(now, exclude, want)
+
+    def _blocked(self, ready: Ready, exclude: Collection[Account], now: float, want: Want) -> Collection[Account]:
+        """The tier's accounts this request may not take: those it tried, and, once limits or catalogues are in
+        play, those that cannot send it now (its model cooling there or not served, a pace not yet due). The
+        strategies' own indexes follow room under max_concurrency; this is what they cannot know."""
+        if want.model is None and want.endpoint is None and not self.restricted:
+            return exclude
+        blocked = set(exclude)
+        blocked.update(a for a in ready.in_file_order if not (a.can_send(now, want.model) and want.allows(a)))
+        return blocked
 
     def _session_lease(self, name: str, exclude: Collection[Account], now: float, model: str | None) -> Lease:
         """The session token's account, or no account at all: a token works through no other."""
@@ -168,11 +177,13 @@ class Pool:
     def _ready_tiers(self, now: float) -> list[Ready]:
         if self._ready_version != self.version or now >= self._ready_until:
             self._ready_version = self.version
+            for ready in self._ready:
+                ready.retire()
             self._ready, self._ready_until = [], math.inf
             for tier in self._tiers:
                 ready = [a for a in tier if a.pickable(now)]
                 if ready:
-                    self._ready.append(Ready(ready))
+                    self._ready.append(Ready(ready, self.strategy))
                 for a in tier:
                     if a.base_state is State.ACTIVE and a.token is not None and a.token.expires_at > now:
                         resting = a.resting_until(None)
@@ -193,6 +204,7 @@ class Pool:
 
     def _release(self, lease: Lease) -> None:
         lease.account.in_flight -= 1
+        self._indexes_follow(lease.account)
         self._tell()
 
     def _why_none(self, now: float, exclude: Collection[Account], want: Want) -> NoAccount:
@@ -293,6 +305,7 @@ class Pool:
                 del cooldowns[expired]
             if model not in cooldowns or until > cooldowns[model].until:
                 cooldowns[model] = Cooldown(until, reason)
+                self.restricted = True
                 self._tell()  # ready lists hold no model cooldowns: no version bump
             return cooldowns[model].until
         if until > account.cooldown_until:
@@ -327,13 +340,16 @@ class Pool:
             for scope in {None, model}:
                 if (pacer := account.pacers.get(scope)) is not None:
                     pacer.succeeded()
-            account.ease = eased(account.ease)
+            if account.ease is not None:
+                account.ease = eased(account.ease)
+                self._indexes_follow(account)  # more room
         return Recorded()
 
     def _pace(self, account: Account, scope: str | None, now: float, rests: float) -> None:
         """A limit met: slow the scope's pacer, from what it measured or what a plan-mate measured; share what it
         measured with the accounts of its plan that have not met the limit yet."""
         pacer = account.pacers.setdefault(scope, Pacer())
+        self.restricted = True
         key = (_plan(account), scope)
         first = not pacer.measured
         pacer.limited(now, rests)
@@ -366,6 +382,7 @@ class Pool:
             account.month, account.month_nano = month(wall), 0
         account.month_nano += nano
         self._check_budget(account)
+        self._indexes_follow(account)
 
     def _check_budget(self, account: Account) -> None:
         budget = account.config.credit_budget
@@ -388,6 +405,14 @@ class Pool:
 
     def quota_seen(self, account: Account, quota: Quota) -> None:
         account.quota = quota
+        self._indexes_follow(account)
+
+    def _indexes_follow(self, account: Account) -> None:
+        """Something a strategy's index orders by changed (quota, credits spent, room)."""
+        for ready in self._ready:
+            ready.changed(account)
+        for ready in self._ready:
+            ready.changed(account)
 
     def usage_limits_seen(self, account: Account, limits: dict[str, Quota]) -> None:
         account.usage_limits.update(limits)

@@ -7,6 +7,7 @@ Copilot answers carry `x-quota-snapshot-premium_interactions` (or `-premium_mode
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,27 +73,40 @@ def usage_limits(headers: Mapping[str, str], now: float) -> dict[str, Quota]:
 
 def snapshot(value: str, now: float) -> Quota | None:
     """One `ent=..&rem=..&rst=..` header value, or None when it is garbage."""
+    parsed = _snapshot(value)
+    return None if parsed is None else Quota(*parsed, now)
+
+
+@functools.lru_cache(maxsize=256)
+def _snapshot(value: str) -> tuple[int, float, bool, float | None] | None:
+    """A snapshot header's value -> (entitlement, percent remaining, overage permitted, resets at). Cached: every
+    pooled answer carries one, and an account's stays the same until it spends a premium request."""
     fields = _form_fields(value)
     entitlement, percent = finite_float(fields.get("ent")), finite_float(fields.get("rem"))
     if entitlement is None or percent is None:
         return None
-    return Quota(
+    return (
         int(entitlement),
         min(max(percent, 0.0), 100.0),
         fields.get("ovPerm", "").lower() == "true",
         parse_reset(fields.get("rst")),
-        now,
     )
 
 
 def _form_fields(value: str) -> dict[str, str]:
     """`ent=300&rem=97.5&rst=...` -> a dict; a plain split, as parse_qs costs more than the rest of a request's
-    handling in the addon (this runs on every pooled answer)."""
+    handling in the addon."""
     fields = {}
     for part in value.split("&"):
         key, _, raw = part.partition("=")
-        fields[key] = unquote_plus(raw) if "%" in raw or "+" in raw else raw
+        fields[key] = _unquoted(raw) if "%" in raw or "+" in raw else raw
     return fields
+
+
+@functools.lru_cache(maxsize=64)
+def _unquoted(raw: str) -> str:
+    """Cached: the encoded field is the reset time (`rst`), the same in every answer until the quota resets."""
+    return unquote_plus(raw)
 
 
 def from_user_info(data: object, now: float) -> Quota | None:
@@ -117,6 +131,7 @@ def from_user_info(data: object, now: float) -> Quota | None:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def parse_reset(value: str | None) -> float | None:
     """'2025-12-01T00:00:00Z' or '2025-12-01' -> epoch seconds (UTC when no zone is given)."""
     if not value:

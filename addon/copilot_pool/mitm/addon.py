@@ -106,6 +106,7 @@ class CopilotPool:
             log.info(f"pool: {len(accounts)} account(s) loaded, strategy {self.service.pool.strategy.name}")
 
     def running(self) -> None:
+        log.info(f"pool: running on the {type(asyncio.get_running_loop()).__module__.split('.')[0]} event loop")
         self.service.start()
         self.state_watch.start()
         self.relay.start()
@@ -127,12 +128,13 @@ class CopilotPool:
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error:
             return  # another addon (proxyauth) already answered
-        if self.status_page.answer(flow) or self.passthrough:
-            return
         req = flow.request
-        websocket = req.headers.get("upgrade", "").lower() == "websocket"
+        host_header = req.host_header  # a scan of the headers: once
+        if self.status_page.answer(flow, host_header) or self.passthrough:
+            return
+        websocket = req.method == "GET" and req.headers.get("upgrade", "").lower() == "websocket"
         _, websocket_paths = self.attempts.catalogue() if websocket else (None, frozenset())
-        route = route_for(req.scheme, req.host, req.host_header, req.method, req.path, websocket, websocket_paths)
+        route = route_for(req.scheme, req.host, host_header, req.method, req.path, websocket, websocket_paths)
         if route is not None:
             await self.attempts.begin(flow, route, websocket)
             if not websocket:

@@ -24,7 +24,7 @@ from mitmproxy import flow as mitmflow
 from mitmproxy import http
 
 from .. import LOGGER_NAME
-from ..core.affinity import conversation_key
+from ..core.affinity import CONVERSATION_HEADERS, conversation_key
 from ..core.bodies import model_of
 from ..core.catalogue import MODEL_ENDPOINTS, merged, websocket_endpoint
 from ..core.classify import Outcome, Verdict, classify, connection_error
@@ -39,12 +39,16 @@ from ..core.sessions import MINTING_PATHS, SESSION_HEADER, minted
 from ..core.usage import NANO_PER_CREDIT, TAIL, credits, nano_aiu, next_day_start
 from ..observe.statelog import local_time
 from ..runtime.service import PoolService
-from . import answers, story, streamstore
+from . import answers, rewrite, story, streamstore
 from .settings import Settings
 
 log = logging.getLogger(LOGGER_NAME)
 
 COOLING_MARKER = ":hourglass:"
+# What `begin` reads of the client's request, in one pass over its headers.
+READ = frozenset(
+    {b"authorization", b"content-encoding", SESSION_HEADER.encode(), *(name.encode() for name in CONVERSATION_HEADERS)}
+)
 # Not forwarded when we send a request again ourselves: hop-by-hop, or recomputed by the client.
 NOT_RESENT = frozenset(
     {
@@ -147,16 +151,15 @@ class Attempts:
                 flow.response = answers.made(200, json.dumps(listing))
                 flow.comment = f"pool: /models merged from the accounts' catalogues ({len(listing['data'])} models)"
                 return
-        conversation = conversation_key(req.headers)
+        read = rewrite.pick(req.headers, READ)  # one pass over the client's headers
+        conversation = conversation_key(read)
         user = _proxy_user(flow)
         if user is not None and (capped := self._over_daily_cap(user)) is not None:
             flow.response = capped
             flow.comment = f"pool: {user} has spent the daily cap of {self.settings.user_daily_credits} credits"
             return
-        model = (
-            model_of(req.raw_content) if path in MODEL_ENDPOINTS and not req.headers.get("content-encoding") else None
-        )
-        want = self._want(req, path, websocket, conversation, model)
+        model = model_of(req.raw_content) if path in MODEL_ENDPOINTS and "content-encoding" not in read else None
+        want = self._want(read, path, websocket, conversation, model)
         if want is None:
             flow.response = answers.session_refused()
             flow.comment = "pool: session token the pool never saw minted -> 401, the client mints a new one"
@@ -170,7 +173,7 @@ class Attempts:
         if flow.error or not flow.live:
             lease.release()  # the client went away while we waited
             return
-        credential_kind = sends_github_token(req.headers.get("authorization"))
+        credential_kind = sends_github_token(read.get("authorization"))
         pooled = Pooled(lease, route, req.path, credential_kind, conversation, want, websocket, model, user)
         try:
             endpoint, credential = self._target(pooled)
@@ -181,17 +184,17 @@ class Attempts:
             flow.comment = f"pool: {lease.account.name}'s endpoint refused"
             return
         self.pooled[flow.id] = pooled
-        _point_at(req, endpoint, pooled.path)
-        req.headers["authorization"] = f"Bearer {credential}"
+        rewrite.point_at(req, endpoint.base, pooled.path, f"Bearer {credential}")
         flow.metadata["copilot_pool.account"] = lease.account.name
         flow.comment = f"pool: {_picked(lease, waited)}"
 
     def _want(
-        self, req: http.Request, path: str, websocket: bool, conversation: str | None, model: str | None
+        self, read: dict[str, str], path: str, websocket: bool, conversation: str | None, model: str | None
     ) -> Want | None:
-        """What the request needs of an account; None for a session token whose account the pool never saw."""
+        """What the request needs of an account; None for a session token whose account the pool never saw.
+        `read`: the client's headers this needs (READ)."""
         only = None
-        if session := req.headers.get(SESSION_HEADER):
+        if session := read.get(SESSION_HEADER):
             only = self.service.sessions.account_for(session)
             if only is None:
                 return None
@@ -464,13 +467,6 @@ def _picked(lease: Lease, waited: float) -> str:
     return f"{lease.account.name} ({lease.reason}{f', waited {waited:.1f}s' if waited else ''})"
 
 
-def _point_at(req: http.Request, endpoint: Endpoint, path: str) -> None:
-    """`req.url = endpoint.url(path)` at a third of the cost: the endpoint was parsed once, by the guard."""
-    req.scheme, req.port = endpoint.scheme, endpoint.port
-    req.host = endpoint.host  # last: it rewrites the Host header (and :authority) from scheme, host and port
-    req.path = path
-
-
 # The error hook also fires when the client goes away or the flow is killed: no fault of the account's.
 CLIENT_SIDE_ERRORS = ("Client disconnected", mitmflow.Error.KILLED_MESSAGE, "Request body exceeds")
 
@@ -493,4 +489,4 @@ def _error_body(response: http.Response) -> bytes | None:
 
 def _redact(flow: http.HTTPFlow, name: str) -> None:
     """Keep no pool credential in the flow that mitmdump prints, mitmweb shows and `-w` saves."""
-    flow.request.headers["authorization"] = f"Bearer <pool:{name}>"
+    rewrite.replace(flow.request.headers, {b"authorization": f"Bearer <pool:{name}>".encode()})

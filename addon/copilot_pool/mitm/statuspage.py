@@ -38,9 +38,13 @@ class StatusPage:
     def detach(self) -> None:
         logging.getLogger(LOGGER_NAME).removeHandler(self.events)
 
-    def answer(self, flow: http.HTTPFlow) -> bool:
-        """Answer the flow when it asks for the status host; False for every other flow."""
-        if STATUS_HOST not in (flow.request.host, flow.request.pretty_host):
+    def answer(self, flow: http.HTTPFlow, host_header: str | None = None) -> bool:
+        """Answer the flow when it asks for the status host; False for every other flow. `host_header`: the
+        request's, when the caller read it already."""
+        req = flow.request
+        if req.host != STATUS_HOST and STATUS_HOST not in (host_header or req.host_header or ""):
+            return False  # the common case, decided without parsing the Host header (pretty_host)
+        if STATUS_HOST not in (req.host, req.pretty_host):
             return False
         page = PAGES.get(flow.request.path.split("?", 1)[0])
         if flow.request.method not in ("GET", "HEAD"):

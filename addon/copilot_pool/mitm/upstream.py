@@ -56,8 +56,7 @@ class Exchange(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports subclass no asyncio class
 
     def data_received(self, data: bytes) -> None:
         try:
