@@ -34,6 +34,7 @@ from mitmdump_process import (  # noqa: E402
     stop_process,
     write_accounts,
 )
+from redis_process import RedisServer  # noqa: E402, F401 - the benchmarks' Redis, as the tests'
 
 STREAM_SSE = ROOT / "benchmarks" / "stream_sse.py"
 COPILOT_HOST = "api.individual.githubcopilot.com"
@@ -132,11 +133,14 @@ def pool_proxy(
     upstream: Upstream, work: Path, *, options: dict | None = None, timeout: float = 30.0, start: dict = SHIPPED
 ) -> Mitmdump:
     """mitmdump with the pool addon over all of `upstream`'s accounts, once every account is active; `start`:
-    how it is started (SHIPPED, ON_ASYNCIO, AS_SCRIPT, revision(...))."""
+    how it is started (SHIPPED, ON_ASYNCIO, AS_SCRIPT, revision(...)). Its state (pool_state) is a SQLite file of
+    its own in `work`, the default backend, unless `options` say otherwise (an older revision ignores the option:
+    mitmproxy defers options no addon declared)."""
     accounts = write_accounts(work / f"accounts-{time.monotonic_ns()}.json", upstream.accounts)
+    state = f"sqlite:{work}/state-{time.monotonic_ns()}.sqlite3"
     proxy = Mitmdump(
         work / f"confdir-{time.monotonic_ns()}",
-        {**QUIET, "pool_accounts": accounts, **upstream.pool_options(), **(options or {})},
+        {**QUIET, "pool_accounts": accounts, **upstream.pool_options(), "pool_state": state, **(options or {})},
         **start,
     )
     try:

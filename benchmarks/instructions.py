@@ -107,7 +107,7 @@ def run(requests: int = 40, rounds: int = 3, idle: float = 3.0, baselines: tuple
     upstream = Upstream(3)
     plain = {**QUIET, "map_remote": f"|https://{COPILOT_HOST.replace('.', chr(92) + '.')}|{upstream.base_url}"}
     accounts = write_accounts(work / "accounts.json", upstream.accounts)
-    pool = {**QUIET, "pool_accounts": accounts, "pool_github_api": upstream.base_url}
+    pool = {**QUIET, "pool_accounts": accounts, **upstream.pool_options()}
     modes = {  # name -> (options, how it starts)
         PLAIN: (plain, {"addon": False}),
         PLAIN_UVLOOP: (plain, {"addon": False, "command": MITMDUMP_UVLOOP}),

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Overhead of the pool addon, and what each lever buys: the same load against the fake directly, plain
 mitmdump (asyncio, and on uvloop), the pool as shipped (the copilot-pool launcher: uvloop, no line per flow, no
-mitm.it onboarding app), the pool without one lever at a time, other revisions of the addon (--baseline), and the
-pool under 10% 429 churn.
+mitm.it onboarding app; its state in SQLite), the pool without one lever at a time, the pool with its state in a real
+redis-server or in memory (--state), other revisions of the addon (--baseline), and the pool under 10% 429 churn.
 
 Fixed concurrency, one keep-alive connection per worker (HTTPS through the proxies, plain HTTP directly), a fake
 upstream with a fixed delay. Modes run in interleaved, rotated rounds so that background load hits all of them
@@ -10,6 +10,7 @@ alike; each comparison's ratio is taken per round (paired) and its median report
 
     .venv/bin/python benchmarks/overhead.py [--rounds 6 --seconds 1.5 --concurrency 1,8 --delay-ms 10]
     .venv/bin/python benchmarks/overhead.py --baseline /tmp/old/addon/pool.py   # git worktree add /tmp/old REV
+    .venv/bin/python benchmarks/overhead.py --state redis,memory
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from common import (
     AS_SCRIPT,
     ON_ASYNCIO,
+    RedisServer,
     Sample,
     Target,
     Upstream,
@@ -62,10 +64,19 @@ COMPARISONS = [
     (POOL_SCRIPT, PLAIN, "the pool by hand vs plain mitmdump (same loop, same defaults)"),
 ]
 BASELINE = "this revision vs another (both as mitmdump -s)"  # POOL_SCRIPT / each --baseline
+STATES = ("redis", "memory")  # besides sqlite, the default, which POOL uses
 
 
-def comparisons(baselines: list[str]) -> list[tuple[str, str, str]]:
-    return COMPARISONS + [(POOL_SCRIPT, name, BASELINE) for name in baselines]
+def state_mode(state: str) -> str:
+    return f"pool, state in {state}"
+
+
+def comparisons(baselines: list[str], states: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    return (
+        COMPARISONS
+        + [(state_mode(state), POOL, "state backend vs sqlite (the default)") for state in states]
+        + [(POOL_SCRIPT, name, BASELINE) for name in baselines]
+    )
 
 
 def summarise(samples: list[Sample]) -> dict:
@@ -95,11 +106,12 @@ def run(
     delay_ms: float = 10.0,
     churn: float = 0.1,
     baselines: tuple[Path, ...] = (),
+    states: tuple[str, ...] = (),
 ) -> dict:
     work = workdir()
     upstream = Upstream(3, delay_ms=delay_ms)
     churn_upstream = Upstream(3, delay_ms=delay_ms, churn_429=churn)
-    proxies = []
+    proxies, redis = [], None
     try:
         plain, plain_uvloop = plain_proxy(upstream, work), plain_proxy(upstream, work, uvloop=True)
         pools = {
@@ -110,6 +122,12 @@ def run(
         }
         for script in baselines:
             pools[revision_name(script)] = pool_proxy(upstream, work, start=revision(script))
+        for state in states:
+            if state == "redis":
+                redis = RedisServer(work / "redis")
+            pools[state_mode(state)] = pool_proxy(
+                upstream, work, options={"pool_state": redis.url if state == "redis" else state}
+            )
         churning = pool_proxy(churn_upstream, work)
         proxies = [plain, plain_uvloop, *pools.values(), churning]
         targets = [
@@ -119,13 +137,15 @@ def run(
             *(pool_target(proxy, name) for name, proxy in pools.items()),
             pool_target(churning, f"pool, {churn:.0%} 429 churn"),
         ]
-        compared = comparisons([revision_name(script) for script in baselines])
+        compared = comparisons([revision_name(script) for script in baselines], states)
         levels = {c: measure(targets, rounds, seconds, c, compared) for c in concurrency}
     finally:
         for p in proxies:
             p.stop()
         upstream.stop()
         churn_upstream.stop()
+        if redis is not None:
+            redis.stop()
     return {
         "benchmark": "overhead",
         "machine": machine(),
@@ -136,6 +156,7 @@ def run(
             "churn_429": churn,
             "churn_retry_after_ms": 20,
             "baselines": [str(script) for script in baselines],
+            "states": ["sqlite", *states],
         },
         "by_concurrency": levels,
     }
@@ -185,9 +206,13 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, action="append", default=[], help="another revision's addon/pool.py (repeatable)"
     )
+    parser.add_argument("--state", default="", help="also the pool with its state in: redis, memory (comma-separated)")
     a = parser.parse_args()
     levels = tuple(int(c) for c in a.concurrency.split(","))
-    dump(run(a.rounds, a.seconds, levels, a.delay_ms, a.churn, tuple(a.baseline)))
+    states = tuple(s for s in a.state.split(",") if s)
+    if unknown := set(states) - set(STATES):
+        parser.error(f"--state: unknown {', '.join(sorted(unknown))}; choose from {', '.join(STATES)}")
+    dump(run(a.rounds, a.seconds, levels, a.delay_ms, a.churn, tuple(a.baseline), states))
 
 
 if __name__ == "__main__":

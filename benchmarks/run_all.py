@@ -32,7 +32,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def benchmarks(quick: bool, baselines: tuple[Path, ...] = ()) -> dict:
     q = quick
     return {
-        "overhead": lambda: overhead.run(rounds=2 if q else 6, seconds=1.5, baselines=baselines),
+        "overhead": lambda: overhead.run(
+            rounds=2 if q else 6, seconds=1.5, baselines=baselines, states=overhead.STATES
+        ),
         "instructions": lambda: {"skipped": "--quick"} if q else instructions.run(baselines=baselines),
         "streaming": lambda: streaming.run(rounds=2 if q else 4, streams=20 if q else 40),
         "concurrency": lambda: concurrency.run(count=3 if q else 6),

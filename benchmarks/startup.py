@@ -19,7 +19,8 @@ def one_start(upstream: Upstream, count: int, timeout: float = 30.0) -> dict:
     work = workdir()
     accounts = write_accounts(work / "accounts.json", upstream.accounts)
     spawned = time.monotonic()
-    proxy = Mitmdump(work / "confdir", {"pool_accounts": accounts, **upstream.pool_options()})
+    options = {"pool_accounts": accounts, **upstream.pool_options(), "pool_state": f"sqlite:{work}/state.sqlite3"}
+    proxy = Mitmdump(work / "confdir", options)
     listening = time.monotonic()
     try:
         first = None

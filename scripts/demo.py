@@ -41,11 +41,13 @@ def main() -> int:
 
     proxy = Mitmdump(
         workdir / "mitmproxy",
+        # memory: the demo's made-up accounts leave no state behind in the user's data directory
         {
             "pool_accounts": accounts_file,
             "pool_github_api": fake.base_url,
             "pool_extra_endpoints": fake.endpoint_bases(),  # the fake's plain-http Copilot API: trusted for the demo
             "listen_port": args.port,
+            "pool_state": "memory",
         },
     )
     try:

@@ -70,6 +70,8 @@ class Mitmdump:
                 cmd += ["--set", f"{key}={item}"]
         cmd += list(args)
         process_env = {k: v for k, v in os.environ.items() if k not in PROXY_ENV_VARS}
+        # the pool's default state file (pool_state=sqlite) goes under the confdir, never the user's data directory
+        process_env["XDG_DATA_HOME"] = str(confdir / "data")
         process_env.update(env or {})
         self.lines: list[str] = []
         self._eof = False

@@ -91,6 +91,7 @@ class Rig:
             "pool_github_api": self.fake.base_url,
             "pool_extra_endpoints": self.fake.endpoint_bases(),  # the fake's plain-http bases, trusted for tests
             "pool_github_token_file": tmp / "no-token-file",
+            "pool_state": f"sqlite:{tmp / 'state.sqlite3'}",
             "fake_upstream": self.fake.base_url,
             "fake_network_log": self.log,
             **options,

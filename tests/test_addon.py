@@ -103,7 +103,11 @@ async def test_response_already_set_by_another_addon_is_left_alone(addon):
 
 def test_status_and_commands(addon):
     lines = addon.commands.status()
-    assert len(lines) == 2 and lines[0].startswith("alice state=active in_flight=0")
+    assert (
+        len(lines) == 3
+        and lines[-1].startswith("state: sqlite ")
+        and lines[0].startswith("alice state=active in_flight=0")
+    )
     with pytest.raises(exceptions.CommandError, match="no account named 'nobody'"):
         addon.commands.refresh("nobody")
     addon.accounts_path.write_text("{broken")

@@ -38,7 +38,7 @@ def layer_of(module: str) -> str | None:
 
 
 def modules_in(layer: str) -> list[Path]:
-    return sorted((PACKAGE / layer).glob("*.py")) if (PACKAGE / layer).is_dir() else [PACKAGE / f"{layer}.py"]
+    return sorted((PACKAGE / layer).rglob("*.py")) if (PACKAGE / layer).is_dir() else [PACKAGE / f"{layer}.py"]
 
 
 @pytest.mark.parametrize("layer", FORBIDDEN)

@@ -25,7 +25,7 @@ class ScanQuota:
         best, best_key = None, None
         for account in ready.by_recency.values():
             if can_take(account, exclude):
-                key = (-headroom(account), account.in_flight / account.config.weight)
+                key = (-headroom(account), account.busy / account.config.weight)
                 if best_key is None or key < best_key:
                     best, best_key = account, key
         return best

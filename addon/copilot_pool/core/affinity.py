@@ -31,6 +31,7 @@ class Affinity:
         self.ttl = ttl
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()  # key -> (account name, last seen)
+        self.changed: set[str] = set()  # keys put since the state store last took them
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -49,11 +50,31 @@ class Affinity:
     def put(self, key: str | None, account: str) -> None:
         if key is None or self.ttl <= 0:
             return
+        self._put(key, account, self.clock.now())
+        self.changed.add(key)
+
+    def take_changed(self) -> dict[str, tuple[str, float]]:
+        """The conversations bound or seen since the last call: key -> (account, last seen)."""
+        changed, self.changed = self.changed, set()
+        return {key: self._entries[key] for key in changed if key in self._entries}
+
+    def note_all(self) -> None:
+        """Every binding counts as changed: a store that lost them gets them all again."""
+        self.changed.update(self._entries)
+
+    def merge(self, key: str, account: str, seen: float) -> None:
+        """A binding kept before a restart or made through another proxy (`seen` on this pool's clock): the
+        latest turn wins."""
+        entry = self._entries.get(key)
+        if self.ttl > 0 and (entry is None or entry[1] < seen) and self.clock.now() - seen <= self.ttl:
+            self._put(key, account, seen)
+
+    def _put(self, key: str, account: str, seen: float) -> None:
         now = self.clock.now()
-        self._entries[key] = (account, now)
+        self._entries[key] = (account, seen)
         self._entries.move_to_end(key)
         while self._entries:  # the oldest first: drop the expired and anything over the bound
             _, seen = next(iter(self._entries.values()))
             if len(self._entries) <= self.max_entries and now - seen <= self.ttl:
                 break
-            self._entries.popitem(last=False)
+            self.changed.discard(self._entries.popitem(last=False)[0])  # notes stay as bounded as the entries

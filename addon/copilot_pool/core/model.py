@@ -74,6 +74,7 @@ class Account:
     token: CopilotToken | None = None
     token_generation: int = 0  # bumped on every new token; lets waiting refreshes see they were served
     in_flight: int = 0
+    elsewhere: int = 0  # in flight on it through other proxies sharing the state (Redis); least-busy adds them
     last_used: float = -math.inf
     cooldown_until: float = 0.0  # the whole account rests until then ...
     cooldown_reason: str | None = None  # ... because of this
@@ -136,6 +137,11 @@ class Account:
     def serves(self, model: str | None, endpoint: str | None) -> bool:
         """Whether its catalogue lists the model on the endpoint; an unknown catalogue serves anything."""
         return self.catalogue is None or self.catalogue.serves(model, endpoint)
+
+    @property
+    def busy(self) -> int:
+        """Requests in flight on it through this proxy and the others that share the state."""
+        return self.in_flight + self.elsewhere
 
     def has_room(self) -> bool:
         limit = self.config.max_concurrency

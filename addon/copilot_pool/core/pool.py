@@ -5,6 +5,10 @@
 cached ready lists are rebuilt when it moved), and every change, a lease's end included, tells `listener`
 (the wait queue), so a waiting request gets an account the moment one can take it. Leases taken and ended and
 quotas seen also go to the ready lists, whose strategy index (weighted, quota) follows them without a rebuild.
+
+What is worth keeping (core/kept.py) a transition also notes in `kept`, by account name (POOL for the pool's
+own): the state store (runtime/state/) takes those names now and then and writes them in the background. What a
+store brings back (a restart, another proxy) comes in through transitions of its own, which note nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from .backoff import backoff
 from .catalogue import Catalogue
 from .classify import Outcome, Verdict
 from .clock import Clock
+from .kept import CREDITS, MONTH, POOL, RATE_LIMITED, SERVED, Cooled, Counters, fingerprint, pacer_from, quota_from
+from .kept import to_pool as _to_pool
 from .limits import EASE_START, Cooldown, Pacer, Scope, StormWatch, eased
 from .model import Account, AccountConfig, CopilotToken, Lease, State
 from .quota import Quota
@@ -106,6 +112,7 @@ class Pool:
         self.held: Cooldown | None = None  # a limit on the whole pool: nobody is picked before its end
         self.learned: dict[tuple[str, str | None], float] = {}  # (plan, model or None) -> a measured pace
         self.restricted = False  # some account is paced or cooling for one model: picks check each account
+        self.kept: set[str] = set()  # accounts (POOL: the pool) whose kept state changed since the store looked
         self._tiers: list[list[Account]] = []  # accounts grouped by priority, best tier first; rebuilt by apply
         self._ready: list[Ready] = []  # each tier's pickable accounts, rebuilt when stale (see _ready_tiers)
         self._ready_version = -1  # the version they reflect
@@ -249,6 +256,8 @@ class Pool:
         account.token = token
         account.token_generation += 1
         account.base_state = State.ACTIVE
+        if was is State.FAILED:
+            self.kept.add(account.name)  # no longer failed
         self._changed()
         return was
 
@@ -266,6 +275,7 @@ class Pool:
         """A token exchange failed for now (network, 5xx): the account keeps any token it still holds."""
         account.failures += 1
         account.last_failure = reason
+        self.kept.add(account.name)
 
     def exchange_paced(self, account: Account, reason: str) -> None:
         """The next exchange waits for a backoff step; `reason` says why (shown while the account is starting)."""
@@ -277,6 +287,7 @@ class Pool:
         account.token = None
         account.failures += 1
         account.last_failure = reason
+        self.kept.add(account.name)
         self._changed()
 
     def disable(self, account: Account) -> bool:
@@ -297,8 +308,11 @@ class Pool:
     def cool(self, account: Account, seconds: float, reason: str = "rate limited", model: str | None = None) -> float:
         """Cool the account, or only `model` on it, for `seconds`. A cooldown is only ever extended, never
         shortened (each scope its own). Returns its end. Out of an account cooldown it eases back in."""
+        self.kept.add(account.name)
+        return self._extend(account, self.clock.now() + seconds, reason, model)
+
+    def _extend(self, account: Account, until: float, reason: str, model: str | None) -> float:
         now = self.clock.now()
-        until = now + seconds
         if model is not None:
             cooldowns = account.model_cooldowns
             for expired in [m for m, c in cooldowns.items() if c.until <= now]:
@@ -318,6 +332,7 @@ class Pool:
         """The operator's word: cool for exactly `seconds` from now (0 ends a cooldown early)."""
         account.cooldown_until = self.clock.now() + seconds
         account.cooldown_reason = "operator" if seconds else None
+        self.kept.add(account.name)
         self._changed()
 
     def record(self, account: Account, verdict: Verdict, model: str | None = None) -> Recorded:
@@ -325,6 +340,7 @@ class Pool:
         limit names, with its pace slowed; several accounts limited back to back hold the whole pool."""
         now = self.clock.now()
         account.connection_failures = 0  # it answered
+        self.kept.add(account.name)
         if verdict.cooldown is not None:
             account.rate_limited += 1
             scoped = model if verdict.scope is Scope.MODEL else None
@@ -356,6 +372,7 @@ class Pool:
         if first and pacer.measured and key not in self.learned and pacer.rate is not None:
             # the plan's first measurement: its mates start from it instead of each meeting the limit twice
             self.learned[key] = pacer.rate
+            self.kept.add(POOL)
             for mate in self.accounts.values():
                 mates = mate.pacers.setdefault(scope, Pacer()) if _plan(mate) == key[0] else None
                 if mates is not None and not mates.measured:
@@ -366,6 +383,10 @@ class Pool:
     def hold(self, until: float, reason: str) -> float:
         """A limit on the whole pool (the integration's, the address's): no account is picked before `until`,
         and every account eases back in after it. Extended, never shortened. Returns its end."""
+        self.kept.add(POOL)
+        return self._hold(until, reason)
+
+    def _hold(self, until: float, reason: str) -> float:
         now = self.clock.now()
         if self.held is None or self.held.until <= now or until > self.held.until:
             self.held = Cooldown(until, reason)
@@ -377,12 +398,18 @@ class Pool:
     def credits_spent(self, account: Account, model: str | None, nano: int) -> None:
         """An answer's cost in nano-AIU. Past its monthly budget, the account rests until the month resets."""
         account.credits[model or "?"] = account.credits.get(model or "?", 0) + nano
-        wall = self.clock.wall()
-        if account.month != month(wall):
-            account.month, account.month_nano = month(wall), 0
+        self._this_month(account)
         account.month_nano += nano
+        self.kept.add(account.name)
         self._check_budget(account)
         self._indexes_follow(account)
+
+    def _this_month(self, account: Account) -> str:
+        """The billing month now; `month_nano` starts again at 0 when it is a new one."""
+        this = month(self.clock.wall())
+        if account.month != this:
+            account.month, account.month_nano = this, 0
+        return this
 
     def _check_budget(self, account: Account) -> None:
         budget = account.config.credit_budget
@@ -405,17 +432,17 @@ class Pool:
 
     def quota_seen(self, account: Account, quota: Quota) -> None:
         account.quota = quota
+        self.kept.add(account.name)
         self._indexes_follow(account)
 
     def _indexes_follow(self, account: Account) -> None:
-        """Something a strategy's index orders by changed (quota, credits spent, room)."""
-        for ready in self._ready:
-            ready.changed(account)
+        """Something a strategy's index orders by changed (quota, credits spent, requests in flight, room)."""
         for ready in self._ready:
             ready.changed(account)
 
     def usage_limits_seen(self, account: Account, limits: dict[str, Quota]) -> None:
         account.usage_limits.update(limits)
+        self.kept.add(account.name)
 
     def model_refused(self, account: Account, model: str | None) -> None:
         """The account said it does not serve `model` (after all): take it off its catalogue now, until the
@@ -430,6 +457,85 @@ class Pool:
         account.catalogue = catalogue
         self.catalogues_version += 1
         self._tell()  # a request waiting for a model may now find its account
+
+    # -- transitions from the state store: kept before a restart, or seen by another proxy -----------------
+
+    def take_kept(self) -> set[str]:
+        """The accounts (POOL: the pool) whose kept state changed since the last call: the store writes them."""
+        kept, self.kept = self.kept, set()
+        return kept
+
+    def cooldown_shared(self, cooled: Cooled) -> None:
+        """A cooldown kept before a restart or set by another proxy: extended, never shortened, as `cool` does,
+        but the operator's exact word stands as given (it may end a cooldown early everywhere)."""
+        until = _to_pool(self.clock, cooled.until)
+        if cooled.owner == POOL:
+            self._hold(until, cooled.reason)
+            return
+        account = self.accounts.get(cooled.owner)
+        if account is None:
+            return
+        if cooled.exact and cooled.model is None:
+            account.cooldown_until = until
+            account.cooldown_reason = cooled.reason if until > self.clock.now() else None
+            self._changed()
+        elif until > self.clock.now():
+            self._extend(account, until, cooled.reason, cooled.model)
+
+    def restore(self, account: Account, facts: dict) -> None:
+        """What was known of the account before a restart: its failure (only when it was learnt with the
+        credential the account has now, and the account holds no token since), quota, usage limits and paces."""
+        failed = facts.get("failed")
+        same_credential = facts.get("credential") == fingerprint(account.config)
+        if isinstance(failed, str) and same_credential and account.base_state is State.STARTING:
+            account.base_state = State.FAILED
+            account.last_failure = failed
+            self._changed()
+        if same_credential and isinstance(facts.get("failures"), int):
+            account.failures = max(account.failures, facts["failures"])
+            account.last_failure = account.last_failure or _str(facts.get("last_failure"))
+        quota = quota_from(facts.get("quota"), self.clock)
+        if quota is not None and (account.quota is None or account.quota.observed_at < quota.observed_at):
+            account.quota = quota
+        limits = facts.get("usage_limits")
+        for kind, record in limits.items() if isinstance(limits, dict) else ():
+            limit = quota_from(record, self.clock)
+            seen = account.usage_limits.get(kind)
+            if limit is not None and (seen is None or seen.observed_at < limit.observed_at):
+                account.usage_limits[kind] = limit
+        pacers = facts.get("pacers")
+        for scope, record in pacers.items() if isinstance(pacers, dict) else ():
+            pacer = pacer_from(record, self.clock)
+            if pacer is not None and account.pacers.get(scope or None, Pacer()).rate is None:
+                account.pacers[scope or None] = pacer
+                self.restricted = True  # picks check each account's pace
+        self._indexes_follow(account)  # its quota may have changed
+
+    def learned_restored(self, learned: dict[tuple[str, str | None], float]) -> None:
+        """Plans' paces measured before a restart; this run's own measurements win."""
+        for key, rate in learned.items():
+            self.learned.setdefault(key, rate)
+
+    def usage_merged(self, account: Account, delta: Counters) -> None:
+        """Requests, 429s and credits counted elsewhere (another proxy, or this one before a restart): they add up."""
+        account.served += delta.get(SERVED, 0)
+        account.rate_limited += delta.get(RATE_LIMITED, 0)
+        for key, nano in delta.items():
+            if key.startswith(CREDITS):
+                model = key[len(CREDITS) :]
+                account.credits[model] = account.credits.get(model, 0) + nano
+        this = self._this_month(account)
+        account.month_nano += delta.get(MONTH + this, 0)
+        self._check_budget(account)
+        self._indexes_follow(account)  # its credits left changed
+
+    def others_in_flight(self, counts: dict[str, int]) -> None:
+        """Requests other proxies sharing the state have in flight on each account (least-busy counts them)."""
+        for name, account in self.accounts.items():
+            elsewhere = counts.get(name, 0)
+            if account.elsewhere != elsewhere:
+                account.elsewhere = elsewhere
+                self._indexes_follow(account)
 
     def apply(self, configs: Iterable[AccountConfig]) -> PoolChanges:
         """Make the account set match `configs`, in place and keyed by name.
@@ -477,6 +583,10 @@ def _tiers(accounts: Iterable[Account]) -> list[list[Account]]:
 def _plan(account: Account) -> str:
     """What GitHub sets limits by: the token's sku, else the account type."""
     return account.token.sku if account.token is not None and account.token.sku else account.config.account_type
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _credential(config: AccountConfig) -> tuple[str, str]:

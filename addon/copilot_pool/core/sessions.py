@@ -40,6 +40,7 @@ class Sessions:
         self.clock = clock
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()  # digest -> (account, expires, pool clock)
+        self.changed: set[str] = set()  # digests bound since the state store last took them
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -49,10 +50,28 @@ class Sessions:
         now = self.clock.now()
         ttl = DEFAULT_TTL if expires_at is None else expires_at - self.clock.wall()
         key = digest(token)
-        self._entries[key] = (account, now + min(max(ttl, 1.0), MAX_TTL))
+        self._put(key, account, now + min(max(ttl, 1.0), MAX_TTL))
+        self.changed.add(key)
+
+    def take_changed(self) -> dict[str, tuple[str, float]]:
+        """Sessions minted since the last call: digest -> (account, expires on the pool clock)."""
+        changed, self.changed = self.changed, set()
+        return {key: self._entries[key] for key in changed if key in self._entries}
+
+    def note_all(self) -> None:
+        """Every session counts as changed: a store that lost them gets them all again."""
+        self.changed.update(self._entries)
+
+    def merge(self, key: str, account: str, expires: float) -> None:
+        """A session minted before a restart or through another proxy (its digest; `expires` on this pool's clock)."""
+        if expires > self.clock.now() and key not in self._entries:
+            self._put(key, account, min(expires, self.clock.now() + MAX_TTL))
+
+    def _put(self, key: str, account: str, expires: float) -> None:
+        self._entries[key] = (account, expires)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+            self.changed.discard(self._entries.popitem(last=False)[0])  # notes stay as bounded as the entries
 
     def account_for(self, token: str) -> str | None:
         """The minting account's name, or None for a token the pool never saw minted (or expired)."""

@@ -106,7 +106,8 @@ class RoundRobin:
 
 
 class LeastBusy:
-    """Fewest requests in flight for the account's weight; ties go to the least recently used."""
+    """Fewest requests in flight for the account's weight (through every proxy sharing the state); ties go to
+    the least recently used."""
 
     name = "least-busy"
 
@@ -118,9 +119,10 @@ class LeastBusy:
         for account in ready.by_recency.values():  # least recently used first: it wins ties
             if not can_take(account, exclude):
                 continue
-            if not account.in_flight:
+            busy = account.busy
+            if not busy:
                 return account  # idle: nothing is less busy
-            load = account.in_flight / account.config.weight
+            load = busy / account.config.weight
             if load < best_load:
                 best, best_load = account, load
         return best
@@ -244,8 +246,9 @@ class _Heap:
 
 
 class _ByQuota:
-    """Accounts with room by quota level (most left first), then by fewest in flight per weight, then least recently
-    used: the order in which a scan compares them. An account at its max_concurrency is out until a lease on it ends.
+    """Accounts with room by quota level (most left first), then by fewest in flight (through every proxy) per
+    weight, then least recently used: the order in which a scan compares them. An account at its max_concurrency
+    is out until a lease on it ends.
 
     Each level (an amount left) is a heap of its own, in a heap of levels: as the strategy drains accounts evenly,
     they all move on from one level to the next, and the level left behind goes in one piece, not entry by entry.
@@ -284,7 +287,7 @@ class _ByQuota:
             if len(self._order) > 2 * len(self._levels) + 64:  # levels emptied and made again, deep in the heap
                 self._order = list(self._levels)
                 heapq.heapify(self._order)
-        heap.push((account.in_flight / account.config.weight, self._recency[account.name]), account)
+        heap.push((account.busy / account.config.weight, self._recency[account.name]), account)
         self._level_of[account.name] = level
 
     def _let_go(self, name: str) -> None:

@@ -78,6 +78,7 @@ class Spender:
 @dataclass
 class Ledger:
     users: dict[str, Spender] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set)  # users who spent since the state store last looked
 
     def user(self, name: str) -> Spender:
         return self.users.setdefault(name, Spender())
@@ -86,11 +87,30 @@ class Ledger:
         spender = self.user(name)
         spender.requests += 1
         spender.rate_limited += rate_limited
+        self.changed.add(name)
         if nano:
             spender.nano += nano
-            if spender.today != day(wall):
-                spender.today, spender.nano_today = day(wall), 0
+            self._today(spender, wall)
             spender.nano_today += nano
+
+    def take_changed(self) -> set[str]:
+        changed, self.changed = self.changed, set()
+        return changed
+
+    def merged(self, name: str, delta: dict[str, int], wall: float) -> None:
+        """What the user spent through other proxies (or before a restart): it adds up."""
+        spender = self.user(name)
+        spender.requests += delta.get("requests", 0)
+        spender.rate_limited += delta.get("rate_limited", 0)
+        spender.nano += delta.get("nano", 0)
+        spender.nano_today += delta.get("day:" + self._today(spender, wall), 0)
+
+    @staticmethod
+    def _today(spender: Spender, wall: float) -> str:
+        today = day(wall)
+        if spender.today != today:
+            spender.today, spender.nano_today = today, 0
+        return today
 
     def spent_today(self, name: str, wall: float) -> int:
         spender = self.users.get(name)

@@ -19,6 +19,7 @@ from ..core.routing import route_for
 from ..runtime.accounts_file import AccountsFile, AccountsFileError, LegacyToken
 from ..runtime.clock import Clock, SystemClock
 from ..runtime.service import PoolService
+from ..runtime.state import open_store
 from . import contentview, settings
 from .attempts import Attempts
 from .commands import PoolCommands
@@ -51,9 +52,12 @@ class CopilotPool:
             clock or SystemClock(),
         )
         self.passthrough = True  # no account source configured: leave all traffic alone
+        self.store_for: str | None = None  # the pool_state the service's store was made for
         self.attempts = Attempts(self.service)
         self.relay = Relay(self.attempts)
-        self.status_page = StatusPage(self.service.pool, self.service.ledger, lambda: self.passthrough)
+        self.status_page = StatusPage(
+            self.service.pool, self.service.ledger, lambda: self.passthrough, lambda: self.service.state.status()
+        )
         self.state_watch = StateWatch(self.service.pool)
         self.guard = Guard()
         self.commands = PoolCommands(self.service, self._load_accounts, lambda: self.passthrough)
@@ -69,6 +73,8 @@ class CopilotPool:
     def configure(self, updated: set[str]) -> None:
         new = settings.read(ctx.options)
         self.guard.check(ctx.options, updated, self.service.running)
+        if "pool_state" in updated and new.state != self.settings.state and self.service.running:
+            raise exceptions.OptionsError("pool_state: read at start-up only; restart mitmproxy to change it")
         self.settings = self.attempts.settings = new
         self.service.trust(new.endpoints)
         self.service.pool.set_strategy(new.strategy)
@@ -77,6 +83,9 @@ class CopilotPool:
         self.service.models_refresh_interval = new.models_refresh
         self.service.pool.storms.accounts = new.storm_accounts
         self.state_watch.summary_every = new.log_summary
+        if self.store_for != new.state and not self.service.running:
+            self.service.use_store(open_store(new.state))
+            self.store_for = new.state
         if updated & ACCOUNT_OPTIONS:
             try:
                 self._load_accounts()
@@ -105,8 +114,10 @@ class CopilotPool:
         elif changes.added and not self.service.running:
             log.info(f"pool: {len(accounts)} account(s) loaded, strategy {self.service.pool.strategy.name}")
 
-    def running(self) -> None:
+    async def running(self) -> None:
         log.info(f"pool: running on the {type(asyncio.get_running_loop()).__module__.split('.')[0]} event loop")
+        if not await self.service.open_state():
+            return  # a state store that cannot be used: logged as an error, so mitmproxy stops
         self.service.start()
         self.state_watch.start()
         self.relay.start()
@@ -115,13 +126,17 @@ class CopilotPool:
         in_flight = sum(a.in_flight for a in self.service.pool.accounts.values())
         log.info(f"pool: stopping with {in_flight} request(s) in flight, {len(self.service.waits)} waiting")
         self.state_watch.stop()
+        started = self.service.running
         self.service.stop()
         self.relay.stop()
         self.attempts.close()
+        # done must stay synchronous; mitmproxy runs tasks eagerly, so the last write and the closes start now
+        loop = asyncio.get_running_loop()
+        if started:
+            loop.create_task(self.service.state.close())
         self.status_page.detach()
         for client in (self._github, self.attempts.upstream):
-            # done must stay synchronous; mitmproxy runs tasks eagerly, so the close starts here and now
-            asyncio.get_running_loop().create_task(client.aclose())
+            loop.create_task(client.aclose())
 
     # -- flows --------------------------------------------------------------------------------------
 

@@ -32,10 +32,11 @@ class PoolCommands:
 
     @command.command("pool.status")
     def status(self) -> Sequence[str]:
-        """One line per account: state, in flight, last used, cooldown, token expiry, served, 429s."""
+        """One line per account: state, in flight, last used, cooldown, token expiry, served, 429s; then where the
+        state is kept."""
         if self._passthrough():
             return ["pool: no accounts configured; all traffic passes through"]
-        return command_lines(self.service.pool)
+        return command_lines(self.service.pool, self.service.state.status())
 
     @command.command("pool.reload")
     def reload(self) -> str:

@@ -19,6 +19,7 @@ from ..core.endpoints import EndpointPolicy
 from ..core.strategies import DEFAULT_STRATEGY, STRATEGIES
 from ..core.text import quote
 from ..github import DEFAULT_GITHUB_API
+from ..runtime import state
 from ..runtime.service import DEFAULT_AFFINITY_TTL, DEFAULT_MODELS_REFRESH, DEFAULT_QUOTA_POLL
 
 PREFIX = "pool_"  # option name = PREFIX + field name
@@ -43,6 +44,7 @@ class Settings:
     extra_endpoints: tuple[str, ...] = ()
     relay: bool = True
     stream_store: str = "4m"
+    state: str = state.DEFAULT
 
     @functools.cached_property
     def endpoints(self) -> EndpointPolicy:
@@ -88,6 +90,10 @@ HELP = {
     "buffered).",
     "stream_store": "How much of each pooled streamed answer to keep in the flow for mitmweb and -w files "
     "(like 4m, 512k; 0: none).",
+    "state": "Where the pool keeps what it learns (cooldowns, failures, quotas, credits and usage, conversation "
+    "and session bindings): sqlite (a file under $XDG_DATA_HOME/copilot-pool, else ~/.local/share/copilot-pool), "
+    "sqlite:PATH, redis://HOST:PORT/DB or rediss://... (shared by every proxy naming it; the password from "
+    "COPILOT_POOL_REDIS_PASSWORD), or memory (forgotten at exit). Read at start-up.",
 }
 TYPES = {"extra_endpoints": Sequence[str]}  # the others: the type of their default
 BOUNDS = {
@@ -124,6 +130,10 @@ def read(options) -> Settings:
         raise exceptions.OptionsError(
             f"{PREFIX}stream_store: not a size like 4m or 512k: {settings.stream_store!r}"
         ) from None
+    try:
+        state.check(settings.state)
+    except ValueError as e:
+        raise exceptions.OptionsError(f"{PREFIX}state: {e}") from None
     parsed = urlparse(settings.github_api)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise exceptions.OptionsError(f"{PREFIX}github_api: not an http(s) URL: {quote(settings.github_api)}")

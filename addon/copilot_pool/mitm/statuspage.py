@@ -26,10 +26,13 @@ PAGES = {
 
 
 class StatusPage:
-    def __init__(self, pool: Pool, ledger: Ledger, passthrough: Callable[[], bool]) -> None:
+    def __init__(
+        self, pool: Pool, ledger: Ledger, passthrough: Callable[[], bool], state: Callable[[], dict] | None = None
+    ) -> None:
         self.pool = pool
         self.ledger = ledger
         self.passthrough = passthrough
+        self.state = state
         self.events = RecentEvents()
 
     def attach(self) -> None:
@@ -55,7 +58,9 @@ class StatusPage:
             )
         else:
             render, content_type = page
-            snap = snapshot(self.pool, self.events, self.passthrough(), self.ledger)
+            snap = snapshot(
+                self.pool, self.events, self.passthrough(), self.ledger, self.state() if self.state else None
+            )
             flow.response = http.Response.make(
                 200, render(snap), {"content-type": content_type, "cache-control": "no-store"}
             )

@@ -37,7 +37,9 @@ class RecentEvents(logging.Handler):
         )
 
 
-def snapshot(pool: Pool, events: RecentEvents, passthrough: bool, ledger: Ledger | None = None) -> dict:
+def snapshot(
+    pool: Pool, events: RecentEvents, passthrough: bool, ledger: Ledger | None = None, state: dict | None = None
+) -> dict:
     now, wall = pool.clock.now(), pool.clock.wall()
     held = pool.held if pool.held is not None and pool.held.until > now else None
     users = ledger.users.items() if ledger is not None else ()
@@ -45,6 +47,7 @@ def snapshot(pool: Pool, events: RecentEvents, passthrough: bool, ledger: Ledger
         "generated_at": local_time(wall),
         "strategy": pool.strategy.name,
         "passthrough": passthrough,
+        "state": state,  # the state store: backend, where, connected, the proxies sharing it
         "pool_held": {
             "remaining_s": math.ceil(held.until - now),
             "until": local_time(wall + held.until - now),
@@ -75,6 +78,7 @@ def _account(a: Account, now: float, wall: float) -> dict:
         "name": a.name,
         "state": state.value,
         "in_flight": a.in_flight,
+        "in_flight_elsewhere": a.elsewhere,  # through the other proxies sharing the state
         "cooldown_remaining_s": math.ceil(cooldown),
         "cooling_until": local_time(wall + cooldown) if cooldown else None,
         "token_expires_in_s": max(0, math.floor(token.expires_at - now)) if token else None,
@@ -141,6 +145,12 @@ METRICS = [
     # name, type, help, value of one account's snapshot
     ("copilot_pool_account_in_flight", "gauge", "Requests in flight on the account.", lambda a: a["in_flight"]),
     (
+        "copilot_pool_account_in_flight_elsewhere",
+        "gauge",
+        "Requests in flight on the account through the other proxies sharing the state.",
+        lambda a: a["in_flight_elsewhere"],
+    ),
+    (
         "copilot_pool_account_requests_total",
         "counter",
         "Requests the account served with a 2xx.",
@@ -191,6 +201,7 @@ def render_metrics(snap: dict) -> str:
         "# HELP copilot_pool_held_seconds Seconds until a limit on the whole pool ends (0: none).",
         "# TYPE copilot_pool_held_seconds gauge",
         f"copilot_pool_held_seconds {held['remaining_s'] if held else 0}",
+        *_state_metrics(snap["state"]),
         "# HELP copilot_pool_account_state 1 for the account's current state, 0 for the others.",
         "# TYPE copilot_pool_account_state gauge",
     ]
@@ -219,6 +230,34 @@ def render_metrics(snap: dict) -> str:
         out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
         out += [f'{name}{{user="{_label(u["name"])}"}} {u[field]}' for u in snap["users"]]
     return redact("\n".join(out) + "\n")
+
+
+def _state_metrics(state: dict | None) -> list[str]:
+    if state is None:
+        return []
+    backend = _label(state["backend"])
+    return [
+        "# HELP copilot_pool_state_connected 1 while the state store (label backend) can be reached.",
+        "# TYPE copilot_pool_state_connected gauge",
+        f'copilot_pool_state_connected{{backend="{backend}"}} {int(state["connected"])}',
+        "# HELP copilot_pool_state_proxies Live proxies sharing the state store, this one included.",
+        "# TYPE copilot_pool_state_proxies gauge",
+        f"copilot_pool_state_proxies {len(state['proxies'])}",
+    ]
+
+
+def state_text(state: dict) -> str:
+    """'redis redis://127.0.0.1:6379/0, connected, shared by 2 proxies (a:1, b:2)'"""
+    reach = (
+        "connected"
+        if state["connected"]
+        else f"not reachable: {state['problem']}"
+        if state["problem"]
+        else "not opened yet"
+    )
+    proxies = state["proxies"]
+    shared = f", shared by {len(proxies)} proxies ({', '.join(proxies)})" if len(proxies) > 1 else ""
+    return f"{state['backend']} {state['where']}, {reach}{shared}"
 
 
 def _label(value: str) -> str:
@@ -250,6 +289,8 @@ def render_html(snap: dict) -> str:
         or "<li>none yet</li>"
     )
     mode = " &middot; no accounts configured: all traffic passes through" if snap["passthrough"] else ""
+    if snap["state"]:
+        mode += f" &middot; state: {_e(state_text(snap['state']))}"
     held = snap["pool_held"]
     if held:
         holds = f"the whole pool holds until {held['until']}: {held['reason']}"
@@ -325,17 +366,18 @@ def _e(value: object) -> str:
 # -- pool.status: one line per account --------------------------------------------------------------
 
 
-def command_lines(pool: Pool) -> list[str]:
+def command_lines(pool: Pool, state: dict | None = None) -> list[str]:
     now = pool.clock.now()
+    footer = [redact(f"state: {state_text(state)}")] if state else []
     if not pool.accounts:
-        return ["pool: no accounts"]
+        return ["pool: no accounts", *footer]
     lines = []
     for a in pool.accounts.values():
         state = a.state(now)
         fields = [
             f"{a.name}",
             f"state={state.value}",
-            f"in_flight={a.in_flight}",
+            f"in_flight={a.in_flight}" + (f"+{a.elsewhere}" if a.elsewhere else ""),
             f"last_used={_ago(now, a.last_used)}",
             f"cooldown={_seconds(a.cooldown_until - now)}{f'({a.cooldown_reason})' if a.cooldown_until > now else ''}",
             *(
@@ -352,7 +394,7 @@ def command_lines(pool: Pool) -> list[str]:
         if a.last_failure and state in (State.FAILED, State.STARTING):
             fields.append(f"reason={a.last_failure!r}")
         lines.append(redact(" ".join(fields)))
-    return lines
+    return lines + footer
 
 
 def _seconds(value: float) -> str:

@@ -1,7 +1,8 @@
 """The service: the pool and what keeps it current, wired together on one clock.
 
 It applies the account set from its source (and again whenever the source's files change), runs each account's
-token loop, the wait queue and the quota poll, and carries out the operator's overrides.
+token loop, the wait queue, the quota poll and the state keeper (what the pool learnt, kept in its store and
+shared with other proxies), and carries out the operator's overrides.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from . import quota_poll, tasks
 from .accounts_file import AccountsFileError, AccountSource
 from .catalogues import CatalogueKeeper
 from .clock import Clock
+from .state import open_store, proxy_id
+from .state.keeper import StateKeeper
+from .state.store import StoreError
 from .tokens import TokenKeeper
 from .waiting import WaitQueue
 from .watch import FileWatcher
@@ -59,6 +63,7 @@ class PoolService:
         self.quota_poll_interval: float = DEFAULT_QUOTA_POLL
         self.models_refresh_interval: float = DEFAULT_MODELS_REFRESH
         self.source: AccountSource | None = None
+        self.state: StateKeeper = self._keeper(open_store("memory"))
         self.running = False
         self.signature: str | None = None  # of the account set applied last
         self._watcher: asyncio.Task | None = None
@@ -66,13 +71,44 @@ class PoolService:
 
     # -- life cycle ---------------------------------------------------------------------------------
 
+    def use_store(self, store) -> None:
+        """Keep the state in `store` (before start: it is opened then)."""
+        self.state = self._keeper(store)
+
+    def _keeper(self, store) -> StateKeeper:
+        return StateKeeper(
+            store, self.pool, self.affinity, self.sessions, self.ledger, self.clock, self.spawn, proxy_id()
+        )
+
+    async def open_state(self) -> bool:
+        """Restore what the state store holds, before the token exchanges start; False (logged as an error,
+        which stops mitmproxy's start-up) when the store cannot be used at all."""
+        store = self.state.store
+        try:
+            await self.state.open()
+        except StoreError as e:
+            log.error(f"pool: {e}")
+            return False
+        if (replaced := getattr(store, "replaced", None)) is not None:
+            log.warning(f"pool: state file {store.where} was broken; moved it to {replaced} and started a new one")
+        where = f"{store.backend} {store.where}" + ("" if self.state.connected else " (not reachable yet)")
+        log.info(f"pool: state in {where}: {self.state.restored}")
+        for account in self.pool.accounts.values():
+            if account.base_state is State.FAILED:
+                log.warning(
+                    f"pool: account {account.name} failed before the restart: {account.last_failure}; "
+                    f"pool.refresh {account.name} (or a new credential) tries again"
+                )
+        return True
+
     def start(self) -> None:
-        """Start every enabled account's refresh loop (all exchanges run in parallel), the file watch and the
-        quota poll. Needs a running loop."""
+        """Start every enabled account's refresh loop (all exchanges run in parallel), the file watch, the
+        quota poll and the state keeper. Needs a running loop."""
         self.running = True
         for account in self.pool.accounts.values():
-            if account.base_state is not State.DISABLED:
+            if account.base_state not in (State.DISABLED, State.FAILED):  # failed: kept from before a restart
                 self.keeper.start(account)
+        self.state.start()
         self._watch()
         self.spawn(quota_poll.poll_forever(self.pool, self.fetch_user, self.clock, lambda: self.quota_poll_interval))
         self.spawn(self.catalogues.run(lambda: self.models_refresh_interval))
@@ -112,6 +148,8 @@ class PoolService:
             return PoolChanges()
         self.signature = new_signature
         changes = self.pool.apply(configs)
+        for account in changes.added:
+            self.state.adopt(account)
         for account in changes.removed + changes.disabled:
             self.keeper.stop(account.name)
         for account in changes.removed:
@@ -209,4 +247,5 @@ class PoolService:
         """Cool the account for exactly `seconds` from now (0 ends a cooldown): the operator may shorten one."""
         account = self.account(name)
         self.pool.set_cooldown(account, seconds)
+        self.state.operator_cooldown(account, seconds)  # every proxy sharing the state takes it as given
         return account
