@@ -125,6 +125,8 @@ def test_option_errors_name_the_option(addon):
         addon.tctx.configure(addon, pool_extra_endpoints=["http://127.0.0.1:1", "ftp://x"])
     with pytest.raises(exceptions.OptionsError, match=r"pool_github_api: not an http\(s\) URL: 'x+'\.\.\. \(100000"):
         addon.tctx.configure(addon, pool_github_api="x" * 100_000)  # a short prefix of the value, not all of it
+    with pytest.raises(exceptions.OptionsError, match="pool_share_tokens: tokens are shared only through Redis"):
+        addon.tctx.configure(addon, pool_share_tokens=True)  # the fixture's pool_state is sqlite
 
 
 async def test_quota_headers_are_tracked_and_shown_in_status(addon):

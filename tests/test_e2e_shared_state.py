@@ -64,6 +64,7 @@ def test_a_429_seen_by_one_proxy_keeps_the_other_off_that_account_within_a_secon
         "problem": None,
         "conversations": 0,
         "sessions": 0,
+        "tokens_shared": False,
     }
     fake.inject("alice", 429, headers={"retry-after": "120"}, body=limit("user_global_rate_limited"))
     with proxy_a.client() as client:
@@ -196,3 +197,55 @@ def test_a_proxy_started_while_redis_is_down_serves_and_joins_once_it_is_up(star
 def _total_served(server):
     client = redis.Redis(port=server.port, decode_responses=True)
     return sum(int(client.hget(key, "served") or 0) for key in client.scan_iter("copilot-pool:counters:account:*"))
+
+
+def _redis_values(server):
+    """Every key and value in the Redis server, as text."""
+    client = redis.Redis(port=server.port, decode_responses=True)
+    found = {}
+    for key in client.scan_iter("*"):
+        read = {"string": client.get, "hash": client.hgetall, "set": client.smembers}.get(client.type(key))
+        found[key] = str(read(key)) if read else ""
+    return found
+
+
+def test_no_token_is_kept_in_redis_unless_tokens_are_shared(start_proxy, fake, tmp_path, redis_server):
+    proxy_a, proxy_b = two_proxies(start_proxy, fake, tmp_path, redis_server, pool_strategy="round-robin")
+    for proxy in (proxy_a, proxy_b):
+        with proxy.client() as client:
+            assert [chat(client).status_code for _ in range(4)] == [200] * 4
+        assert proxy.status()["state"]["tokens_shared"] is False
+    wait_until(lambda: any(k.startswith("copilot-pool:counters:") for k in _redis_values(redis_server)))
+    held = _redis_values(redis_server)
+    assert not [k for k, v in held.items() if "tid=" in v or "gho_" in v or "token:" in k]
+    assert (fake.exchanges("alice"), fake.exchanges("bob")) == (2, 2)  # each proxy exchanged its own
+
+
+def test_shared_tokens_two_proxies_exchange_each_account_once_and_replace_a_refused_token_once(
+    start_proxy, fake, tmp_path, redis_server
+):
+    proxy_a, proxy_b = two_proxies(
+        start_proxy, fake, tmp_path, redis_server, pool_strategy="round-robin", pool_share_tokens="true"
+    )
+    served = {}
+    for proxy in (proxy_a, proxy_b):
+        assert proxy.status()["state"]["tokens_shared"] is True
+        with proxy.client() as client:
+            served[proxy] = [chat(client) for _ in range(4)]
+    assert all(r.status_code == 200 for rs in served.values() for r in rs)
+    assert {r.headers["x-fake-account"] for rs in served.values() for r in rs} == {"alice", "bob"}
+    assert (fake.exchanges("alice"), fake.exchanges("bob")) == (1, 1)  # one exchange per account for both
+    held = _redis_values(redis_server)
+    assert sorted(k for k, v in held.items() if "tid=" in v) == ["copilot-pool:token:alice", "copilot-pool:token:bob"]
+    assert not [k for k, v in held.items() if "gho_" in v]  # GitHub tokens never
+    proxy_b.wait_for(r"pool: account alice active \(.*, exchanged by another proxy\)", timeout=1)
+
+    fake.expire_tokens("alice")  # Copilot refuses alice's token, on both proxies
+    for proxy in (proxy_a, proxy_b):
+        with proxy.client() as client:
+            assert [chat(client).status_code for _ in range(2)] == [200, 200]  # alice's 401 fails over to bob
+        wait_until(lambda proxy=proxy: account(proxy, "alice")["state"] == "active", timeout=10)
+    for proxy in (proxy_a, proxy_b):
+        with proxy.client() as client:
+            assert {chat(client).headers["x-fake-account"] for _ in range(4)} == {"alice", "bob"}
+    assert fake.exchanges("alice") == 2  # replaced once, for both proxies

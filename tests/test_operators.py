@@ -15,7 +15,7 @@ from copilot_pool.mitm.addon import CopilotPool
 from copilot_pool.mitm.guard import exposure_problem, is_loopback, readable_by_others
 from copilot_pool.observe.redact import RedactFilter, redact
 from copilot_pool.observe.statelog import CooldownLog, summary_line
-from copilot_pool.observe.status import RecentEvents
+from copilot_pool.observe.status import RecentEvents, state_text
 from copilot_pool.runtime.clock import FakeClock
 from helpers import active_pool, give_token
 from mitmproxy import exceptions
@@ -296,3 +296,20 @@ def test_loopback_and_permissions(tmp_path):
     path.chmod(0o640)
     assert readable_by_others(str(path)) == 0o640
     assert readable_by_others(str(tmp_path / "missing")) is None
+
+
+def test_the_state_line_says_where_who_shares_it_and_whether_tokens_are_shared():
+    state = {
+        "backend": "redis",
+        "where": "redis://h:1/0",
+        "connected": True,
+        "problem": None,
+        "proxies": ["a:1", "b:2"],
+    }
+    assert (
+        state_text(state | {"tokens_shared": False}) == "redis redis://h:1/0, connected, shared by 2 proxies (a:1, b:2)"
+    )
+    assert state_text(state | {"tokens_shared": True}).endswith("(a:1, b:2), Copilot tokens shared")
+    assert state_text(state | {"connected": False, "problem": "ConnectionError: refused", "proxies": ["a:1"]}) == (
+        "redis redis://h:1/0, not reachable: ConnectionError: refused"
+    )

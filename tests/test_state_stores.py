@@ -21,8 +21,9 @@ from copilot_pool.runtime.clock import FakeClock
 from copilot_pool.runtime.state import check
 from copilot_pool.runtime.state.keeper import FLUSH_EVERY, StateKeeper
 from copilot_pool.runtime.state.memory import MemoryStore
+from copilot_pool.runtime.state.redis import RedisStore
 from copilot_pool.runtime.state.sqlite import SCHEMA, SCHEMA_VERSION, SqliteStore
-from copilot_pool.runtime.state.store import Batch, News, StoreDown, StoreError
+from copilot_pool.runtime.state.store import Batch, News, SharedToken, StoreDown, StoreError
 from helpers import config, give_token
 
 OK = Verdict(Outcome.OK, 200)
@@ -347,3 +348,24 @@ async def test_an_account_that_joins_later_gets_what_the_store_held_for_it():
     carol = proxy.account("carol")
     proxy.keeper.adopt(carol)  # as PoolService.apply does for every account added
     assert carol.cooldown_reason == "user_global_rate_limited" and (carol.served, carol.rate_limited) == (1, 1)
+
+
+async def test_redis_shares_a_token_only_for_its_credential_and_only_as_long_as_it_lives(redis_server):
+    a, b = RedisStore(redis_server.url, "a:1"), RedisStore(redis_server.url, "b:2")
+    await a.connect(), await b.connect()
+    try:
+        assert await b.shared_token("alice", "cred") is None
+        assert await a.claim_exchange("alice", 5) is True
+        assert await b.claim_exchange("alice", 5) is False  # A exchanges; B waits for its token
+        shared = SharedToken("tid=x;exp=1", 0.5, 0.1, "https://api.x", None, "sku_x")
+        await a.share_token("alice", "cred", shared)
+        found = await b.shared_token("alice", "cred")
+        assert found.token == "tid=x;exp=1" and 0.3 < found.lifetime <= 0.5 and found.refresh_lead == 0.1
+        assert (found.api_endpoint, found.proxy_endpoint, found.sku) == ("https://api.x", None, "sku_x")
+        assert "tid=x" not in repr(found)
+        assert await b.shared_token("alice", "another credential") is None
+        assert await b.claim_exchange("alice", 5) is True  # sharing the token let go of A's claim
+        await asyncio.sleep(0.6)
+        assert await b.shared_token("alice", "cred") is None  # gone with the token's end
+    finally:
+        await a.close(), await b.close()

@@ -86,6 +86,7 @@ class CopilotPool:
         if self.store_for != new.state and not self.service.running:
             self.service.use_store(open_store(new.state))
             self.store_for = new.state
+        self.service.share_tokens(new.share_tokens)
         if updated & ACCOUNT_OPTIONS:
             try:
                 self._load_accounts()

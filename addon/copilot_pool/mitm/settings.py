@@ -45,6 +45,7 @@ class Settings:
     relay: bool = True
     stream_store: str = "4m"
     state: str = state.DEFAULT
+    share_tokens: bool = False
 
     @functools.cached_property
     def endpoints(self) -> EndpointPolicy:
@@ -94,6 +95,8 @@ HELP = {
     "and session bindings): sqlite (a file under $XDG_DATA_HOME/copilot-pool, else ~/.local/share/copilot-pool), "
     "sqlite:PATH, redis://HOST:PORT/DB or rediss://... (shared by every proxy naming it; the password from "
     "COPILOT_POOL_REDIS_PASSWORD), or memory (forgotten at exit). Read at start-up.",
+    "share_tokens": "With pool_state=redis://...: share Copilot tokens through Redis, so the proxies sharing it "
+    "do one token exchange per account instead of one each (the tokens are then kept in Redis: protect it).",
 }
 TYPES = {"extra_endpoints": Sequence[str]}  # the others: the type of their default
 BOUNDS = {
@@ -134,6 +137,11 @@ def read(options) -> Settings:
         state.check(settings.state)
     except ValueError as e:
         raise exceptions.OptionsError(f"{PREFIX}state: {e}") from None
+    if settings.share_tokens and not settings.state.startswith(("redis://", "rediss://")):
+        raise exceptions.OptionsError(
+            f"{PREFIX}share_tokens: tokens are shared only through Redis; set pool_state=redis://HOST:PORT/DB "
+            f"(pool_state is {settings.state!r})"
+        )
     parsed = urlparse(settings.github_api)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise exceptions.OptionsError(f"{PREFIX}github_api: not an http(s) URL: {quote(settings.github_api)}")

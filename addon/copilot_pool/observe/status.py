@@ -257,7 +257,8 @@ def state_text(state: dict) -> str:
     )
     proxies = state["proxies"]
     shared = f", shared by {len(proxies)} proxies ({', '.join(proxies)})" if len(proxies) > 1 else ""
-    return f"{state['backend']} {state['where']}, {reach}{shared}"
+    tokens = ", Copilot tokens shared" if state.get("tokens_shared") else ""
+    return f"{state['backend']} {state['where']}, {reach}{shared}{tokens}"
 
 
 def _label(value: str) -> str:

@@ -80,6 +80,12 @@ class PoolService:
             store, self.pool, self.affinity, self.sessions, self.ledger, self.clock, self.spawn, proxy_id()
         )
 
+    def share_tokens(self, on: bool) -> None:
+        """pool_share_tokens: exchange Copilot tokens once for every proxy sharing the store (Redis only)."""
+        store = self.state.store
+        self.keeper.share = store if on and hasattr(store, "shared_token") else None
+        self.state.tokens_shared = self.keeper.share is not None
+
     async def open_state(self) -> bool:
         """Restore what the state store holds, before the token exchanges start; False (logged as an error,
         which stops mitmproxy's start-up) when the store cannot be used at all."""

@@ -11,11 +11,17 @@ backoff step: it waits until 1, 2, 4 ... 60 s (with jitter) after the last. A 42
 steps start again from zero once a normal token has served. A scheduled refresh of a normal token (after ~25
 minutes) takes no step. At most MAX_CONCURRENT_EXCHANGES run at once across the pool, so thousands of accounts
 start without a flood.
+
+With pool_share_tokens (Redis only), the proxies sharing the store share Copilot tokens too: before exchanging,
+the keeper takes a fresh token another proxy exchanged with the same credential; else it claims the exchange, so
+that one proxy exchanges while the others wait for its token (a claim not answered within CLAIM_SECONDS, or a
+store that cannot be reached, and each proxy exchanges its own, as without sharing).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 from collections.abc import Callable
@@ -25,16 +31,26 @@ from .. import LOGGER_NAME
 from ..core.backoff import backoff
 from ..core.endpoints import EndpointPolicy
 from ..core.exchange import Exchange, Exchanged, ExchangeError, token_lifetime
+from ..core.kept import fingerprint
 from ..core.model import Account, AccountConfig, CopilotToken, State
 from ..core.pool import Pool
 from . import tasks
 from .clock import Clock
+from .state.store import SharedToken, StoreDown, TokenShare
 
 log = logging.getLogger(LOGGER_NAME)
 
 MIN_EXCHANGE_GAP = 1.0  # seconds between two exchanges of one account, at the least
 SHORT_LIFETIME = 60.0  # replacing a token younger than this is a backoff step (a normal one lives 30 min)
 MAX_CONCURRENT_EXCHANGES = 16
+SHARE_TIMEOUT = 1.0  # seconds a shared-token read or write may take; then this proxy does without it
+CLAIM_SECONDS = 10.0  # how long the others wait for the proxy that claimed an account's exchange
+CLAIM_POLL = 0.2  # seconds between looks for the token the claiming proxy shares
+_UNREACHABLE = object()
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()[:16]
 
 
 @dataclass
@@ -46,6 +62,7 @@ class _Pace:
     received_at: float = -math.inf  # when the last token arrived
     served_then: int = 0  # the account's 2xx count then: a higher count later means the token worked
     short: bool = False  # the last token lived less than SHORT_LIFETIME
+    token: bytes = b""  # a digest of the last token received: a shared copy of it is never taken again
 
 
 class TokenKeeper:
@@ -63,6 +80,7 @@ class TokenKeeper:
         self.on_token: Callable[[Account], None] | None = None  # told of every new token (catalogue fetch)
         self._pace: dict[str, _Pace] = {}  # kept across removal and re-adding: a flapping file is no trigger
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_EXCHANGES)
+        self.share: TokenShare | None = None  # pool_share_tokens: the store the proxies share tokens through
 
     # -- loops --------------------------------------------------------------------------------------
 
@@ -141,15 +159,14 @@ class TokenKeeper:
                 return False
         config = account.config
         try:
-            async with self._slots:
-                exchanged = await self.exchange(config)
-            lifetime, refresh_after = token_lifetime(exchanged, self.clock.wall())
+            exchanged, lifetime, refresh_after, shared = await self._obtain(account, config)
         except ExchangeError as e:
             self._paced_after_failure(account, self._pace_of(account.name), e)
             return self._exchange_failed(account, config, e)
         pace = self._pace_of(account.name)
         now = self.clock.now()
         pace.received_at, pace.served_then, pace.short = now, account.served, lifetime < SHORT_LIFETIME
+        pace.token = _digest(exchanged.token)
         pace.not_before = now + MIN_EXCHANGE_GAP
         if account.config is not config or account.base_state is State.DISABLED:
             return False  # the credential changed or the account was disabled while we asked: discard
@@ -160,9 +177,59 @@ class TokenKeeper:
         if was is not State.ACTIVE:
             log.info(
                 f"pool: account {account.name} active "
-                f"(sku {exchanged.sku or '?'}, token valid {lifetime / 60:.0f} min, {reason})"
+                f"(sku {exchanged.sku or '?'}, token valid {lifetime / 60:.0f} min, {reason}"
+                f"{', exchanged by another proxy' if shared else ''})"
             )
         return True
+
+    async def _obtain(self, account: Account, config: AccountConfig) -> tuple[Exchanged, float, float, bool]:
+        """The account's next token, its lifetime and refresh time from now, and whether another proxy exchanged
+        it (pool_share_tokens); else exchanged here, and shared."""
+        share = self.share
+        credential = fingerprint(config) if share is not None else ""
+        if share is not None:
+            held = self._pace_of(account.name).token
+            if (found := await self._shared(share, account.name, credential, held)) is not None:
+                token = Exchanged(found.token, 0.0, 0.0, found.api_endpoint, found.proxy_endpoint, found.sku)
+                return token, found.lifetime, found.lifetime - found.refresh_lead, True
+        async with self._slots:
+            exchanged = await self.exchange(config)
+        lifetime, refresh_after = token_lifetime(exchanged, self.clock.wall())
+        if share is not None:
+            lead = lifetime - refresh_after
+            shared = SharedToken(
+                exchanged.token, lifetime, lead, exchanged.api_endpoint, exchanged.proxy_endpoint, exchanged.sku
+            )
+            await self._quietly(share.share_token(account.name, credential, shared))
+        return exchanged, lifetime, refresh_after, False
+
+    async def _shared(self, share: TokenShare, name: str, credential: str, held: bytes) -> SharedToken | None:
+        """A token another proxy exchanged: one that is there now, or the one the proxy that claimed the exchange
+        shares within CLAIM_SECONDS. Never the token this proxy got last (it is being replaced), nor one due for
+        refresh within SHORT_LIFETIME. None: this proxy exchanges (and shares) the token itself."""
+        give_up, claimed = self.clock.now() + CLAIM_SECONDS, False
+        while True:
+            found = await self._quietly(share.shared_token(name, credential))
+            if found is _UNREACHABLE:
+                return None
+            fresh = found is not None and found.lifetime - found.refresh_lead >= SHORT_LIFETIME
+            if fresh and _digest(found.token) != held:
+                return found
+            if not claimed:
+                mine = await self._quietly(share.claim_exchange(name, CLAIM_SECONDS))
+                if mine is _UNREACHABLE or mine:
+                    return None
+                claimed = True  # another proxy is exchanging it: wait for its token
+            if self.clock.now() >= give_up:
+                return None
+            await self.clock.sleep(CLAIM_POLL)
+
+    async def _quietly(self, call):
+        """The shared-token call's answer, or _UNREACHABLE: sharing tokens never stops an exchange."""
+        try:
+            return await asyncio.wait_for(call, SHARE_TIMEOUT)
+        except (StoreDown, TimeoutError, OSError):
+            return _UNREACHABLE
 
     def _pace_next(self, account: Account, reason: str) -> float:
         """Seconds the exchange about to run must wait (see the module's docstring), with the step it takes."""

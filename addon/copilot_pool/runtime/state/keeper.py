@@ -75,6 +75,7 @@ class StateKeeper:
         self.connected = False
         self.proxies: list[str] = []  # the live proxies sharing the store (heartbeats)
         self.problem: str | None = None  # why the store cannot be reached, while it cannot
+        self.tokens_shared = False  # pool_share_tokens: the proxies share Copilot tokens through the store
         self._seen: dict[str, Counters] = {}  # owner -> its totals in the store, as far as this proxy counted them
         self._cooled: dict[tuple[str, str | None], Cooled] = {}  # the cooldowns the store holds, as far as known
         self._exact: list[Cooled] = []  # the operator's cooldowns, to be written as given
@@ -129,6 +130,7 @@ class StateKeeper:
             "problem": self.problem,
             "conversations": len(self.affinity),  # bound to their accounts, shared through the store
             "sessions": len(self.sessions),
+            "tokens_shared": self.tokens_shared,
         }
 
     # -- what the service tells it ----------------------------------------------------------------

@@ -13,6 +13,9 @@ mitmweb shows every option's value. What lives where (all under `copilot-pool:`)
   published, so the others read the new totals at their next write.
 - `affinity` and `sessions` hashes, KEY -> `ACCOUNT<TAB>EPOCH`, published as they change: each proxy keeps a copy,
   so its reads stay local.
+- only with pool_share_tokens: `token:ACCOUNT`, the account's Copilot token as one proxy exchanged it (JSON, with a
+  digest of the credential it was exchanged with), expiring with the token; `exchanging:ACCOUNT`, held (SET NX,
+  for seconds) by the proxy exchanging it now, so the others wait for its token instead of exchanging too.
 - `proxies` set and `inflight:PROXY` hashes (account -> requests in flight) that expire DEAD_AFTER seconds after
   the proxy's last heartbeat: a proxy that dies stops counting by itself, whatever the clocks say.
 """
@@ -30,12 +33,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ...core.kept import Cooled, Counters
-from .store import Batch, Loaded, News, StoreDown
+from .store import Batch, Loaded, News, SharedToken, StoreDown
 
 PASSWORD_ENV = "COPILOT_POOL_REDIS_PASSWORD"
 PREFIX = "copilot-pool:"
 COOLDOWNS, FACTS, AFFINITY, SESSIONS = (PREFIX + k for k in ("cooldowns", "facts", "affinity", "sessions"))
 COUNTERS, INFLIGHT, PROXIES, NEWS = PREFIX + "counters:", PREFIX + "inflight:", PREFIX + "proxies", PREFIX + "news"
+TOKEN, EXCHANGING = PREFIX + "token:", PREFIX + "exchanging:"
 BATCHES = PREFIX + "batch:"  # a written batch's id, for a day: the same batch again adds nothing
 DEAD_AFTER_MS = 3000  # a proxy whose heartbeat is this old no longer counts (heartbeats come every 0.5 s)
 AFFINITY_KEPT = 7 * 86400.0
@@ -287,6 +291,57 @@ class RedisStore:
         news.sessions = {k: (a, float(t)) for k, (a, t) in (message.get("sessions") or {}).items()}
         news.counters = [key[len(COUNTERS) :] for key in message.get("counters") or []]
         return news
+
+    # -- Copilot tokens, shared only with pool_share_tokens ------------------------------------------
+
+    async def shared_token(self, account: str, credential: str) -> SharedToken | None:
+        client = self._ready()
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.get(TOKEN + account)
+                pipe.pttl(TOKEN + account)
+                record, left_ms = await pipe.execute()
+        except (RedisError, OSError) as e:
+            raise StoreDown(_why(e)) from None
+        try:
+            kept = json.loads(record) if record else None
+            if not isinstance(kept, dict) or kept.get("credential") != credential or left_ms <= 0:
+                return None
+            return SharedToken(
+                str(kept["token"]),
+                left_ms / 1000,
+                float(kept["refresh_lead"]),
+                kept.get("api"),
+                kept.get("proxy"),
+                str(kept.get("sku", "")),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None  # not one of ours: this proxy exchanges its own
+
+    async def claim_exchange(self, account: str, seconds: float) -> bool:
+        client = self._ready()
+        try:
+            return bool(await client.set(EXCHANGING + account, self.proxy, nx=True, px=int(seconds * 1000)))
+        except (RedisError, OSError) as e:
+            raise StoreDown(_why(e)) from None
+
+    async def share_token(self, account: str, credential: str, token: SharedToken) -> None:
+        client = self._ready()
+        record = {
+            "credential": credential,
+            "token": token.token,
+            "refresh_lead": token.refresh_lead,
+            "api": token.api_endpoint,
+            "proxy": token.proxy_endpoint,
+            "sku": token.sku,
+        }
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.set(TOKEN + account, json.dumps(record), px=max(1, int(token.lifetime * 1000)))
+                pipe.delete(EXCHANGING + account)
+                await pipe.execute()
+        except (RedisError, OSError) as e:
+            raise StoreDown(_why(e)) from None
 
     def _ready(self) -> aioredis.Redis:
         if self._client is None:

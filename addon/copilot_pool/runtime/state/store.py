@@ -76,6 +76,31 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class SharedToken:
+    """A Copilot token another proxy exchanged (only with pool_share_tokens): `lifetime` is what is left of it on
+    the store's clock, `refresh_lead` how long before its end it is due for refresh."""
+
+    token: str = field(repr=False)
+    lifetime: float
+    refresh_lead: float
+    api_endpoint: object
+    proxy_endpoint: object
+    sku: str
+
+
+class TokenShare(Protocol):
+    """Copilot tokens shared by the proxies on one store, so that N proxies do one exchange per account. Each is
+    kept with a digest of the credential it was exchanged with, and is only taken for that credential."""
+
+    async def shared_token(self, account: str, credential: str) -> SharedToken | None: ...
+
+    async def claim_exchange(self, account: str, seconds: float) -> bool:
+        """True: this proxy exchanges the account's token now (the others wait for it, up to `seconds`)."""
+
+    async def share_token(self, account: str, credential: str, token: SharedToken) -> None: ...
+
+
 class SharedStore(Store, Protocol):
     async def heartbeat(self, in_flight: dict[str, int]) -> tuple[dict[str, int], list[str]]:
         """Say this proxy is alive with its requests in flight per account; return the other live proxies'
