@@ -226,7 +226,10 @@ async def run_load(target: Target, concurrency: int, seconds: float, warmup: int
             for _ in range(warmup):
                 await client.post(target.url, headers=target.headers, json=CHAT_BODY)
 
-        await asyncio.gather(*(warm(c) for c in clients))
+        try:
+            await asyncio.gather(*(warm(c) for c in clients))
+        except httpx.HTTPError as e:
+            raise RuntimeError(f"{target.name}: a warm-up request failed ({type(e).__name__}: {e})") from e
 
         async def worker(client: httpx.AsyncClient, deadline: float) -> None:
             while (start := time.perf_counter()) < deadline:

@@ -167,6 +167,23 @@ def test_a_paced_account_waits_its_turn():
     pool.acquire()
 
 
+def test_random_429s_that_reopen_at_once_never_slow_the_account():
+    """retry-after-ms: 20 on one answer in ten (the overhead benchmark's churn): nothing to pace. Pacing on them
+    measured the pacer's own rate, each 429 slowed it again, and 60 requests a second fell to 5."""
+    clock = FakeClock()
+    pool = pool_of(config("a"), clock=clock)
+    a = pool.accounts["a"]
+    for n in range(1000):
+        lease = pool.acquire()
+        clock.advance(0.01)
+        churned = n % 10 == 9
+        pool.record(a, limited("user_global_rate_limited", {"retry-after-ms": "20"}) if churned else OK)
+        lease.release()
+        clock.advance(0.02 if churned else 0.0)
+    assert a.pacers.get(None) is None or a.pacers[None].rate is None
+    assert a.rate_limited == 100 and a.served == 900
+
+
 def test_plan_mates_start_from_a_measured_pace():
     clock = FakeClock()
     pool = pool_of(config("a"), config("b"), config("c", account_type="business"), clock=clock)

@@ -36,6 +36,9 @@ PROBE = 1.0002  # per success: a paced account climbs ~0.02% per request, meetin
 PROBE_ADOPTED = 1.002  # faster while its pace is a plan-mate's, not yet confirmed by a limit of its own
 BACKOFF = 0.8  # a limit with nothing measured since the last: slow down by this
 MIN_RATE = 0.02  # requests per second: never slower (one a minute or so), whatever was measured
+# A limit that reopens sooner than this (retry-after-ms: 20) leaves nothing to pace: the cooldown covers it. Pacing on
+# it would measure the pacer's own rate, not the limit's, and random short 429s would slow the account to a crawl.
+SHORTEST_PACED_REST = 0.1  # seconds
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from .classify import Outcome, Verdict
 from .clock import Clock
 from .kept import CREDITS, MONTH, POOL, RATE_LIMITED, SERVED, Cooled, Counters, fingerprint, pacer_from, quota_from
 from .kept import to_pool as _to_pool
-from .limits import EASE_START, Cooldown, Pacer, Scope, StormWatch, eased
+from .limits import EASE_START, SHORTEST_PACED_REST, Cooldown, Pacer, Scope, StormWatch, eased
 from .model import Account, AccountConfig, CopilotToken, Lease, State
 from .quota import Quota
 from .strategies import DEFAULT_STRATEGY, Ready, Strategy, make_strategy
@@ -345,7 +345,7 @@ class Pool:
             account.rate_limited += 1
             scoped = model if verdict.scope is Scope.MODEL else None
             until = self.cool(account, verdict.cooldown, verdict.reason or str(verdict.outcome), scoped)
-            if verdict.outcome is Outcome.RATE_LIMITED:
+            if verdict.outcome is Outcome.RATE_LIMITED and until - now >= SHORTEST_PACED_REST:
                 self._pace(account, scoped, now, until - now)
             held = None
             if verdict.pool_wide and (end := self.storms.limited(account.name, now, until)) is not None:
