@@ -140,7 +140,7 @@ def run(requests: int = 40, rounds: int = 3, idle: float = 3.0, baselines: tuple
         "by_round": {name: [round(n) for n in values] for name, values in by_round.items()},
         "ratios": {
             f"{mode} / {other}": round(per_request[mode] / per_request[other], 3)
-            for mode, other, _ in comparisons([revision_name(script) for script in baselines])
+            for mode, other, _ in comparisons([revision_name(script) for script in baselines], ())
             if mode in per_request and other in per_request
         },
     }

@@ -216,14 +216,15 @@ def main() -> None:
     a = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every benchmark stops its processes
     started, begin = machine(), time.monotonic()
+    RESULTS.mkdir(exist_ok=True)
     results = {}
     for name, bench in benchmarks(a.quick, tuple(a.baseline)).items():
         t = time.monotonic()
         print(f"{name} ...", flush=True)
         results[name] = bench()
         print(f"{name} done in {time.monotonic() - t:.0f} s", flush=True)
+        (RESULTS / "partial.json").write_text(json.dumps(results, indent=2))  # kept should a later one fail
     seconds = time.monotonic() - begin
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(
         json.dumps(
             {"machine_at_start": started, "machine_at_end": machine(), "seconds": round(seconds), **results}, indent=2
