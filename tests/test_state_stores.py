@@ -77,6 +77,27 @@ async def test_many_changes_make_one_batch_and_no_change_makes_none():
     assert store.written[-1].counters["account:alice"] == {"served": 1} and not store.written[-1].cooldowns
 
 
+async def test_between_full_batches_only_cooldowns_and_bindings_are_written():
+    store = MemoryStore(FakeClock().wall)
+    proxy = Proxy(store)
+    await proxy.keeper.open()
+    alice, bob = proxy.account("alice"), proxy.account("bob")
+    for _ in range(10):
+        proxy.pool.record(alice, OK)
+    proxy.ledger.spent("dev", 1000, False, proxy.clock.wall())
+    await proxy.keeper.flush(everything=False)
+    assert not store.written  # counters only: they wait for the next full batch (once a second)
+    proxy.pool.record(bob, LIMITED)
+    proxy.affinity.put("conversation", "alice")
+    await proxy.keeper.flush(everything=False)
+    [urgent] = store.written
+    assert [c.owner for c in urgent.cooldowns] == ["bob"] and list(urgent.affinity) == ["conversation"]
+    assert set(urgent.counters) == {"account:bob"}  # the cooled account goes whole; alice and the user wait
+    await proxy.keeper.flush()
+    assert store.written[-1].counters["account:alice"]["served"] == 10
+    assert store.written[-1].counters["user:dev"]["requests"] == 1
+
+
 def _month(account):
     return {f"month:{account.month}": account.month_nano}
 

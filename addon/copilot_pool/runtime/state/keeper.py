@@ -2,12 +2,13 @@
 (kept before a restart, or learnt by another proxy) merged back through the pool's own transitions.
 
 A pooled request never waits on a store. Transitions note what changed (`Pool.kept`, `Affinity.changed`,
-`Sessions.changed`, `Ledger.changed`); every FLUSH_EVERY seconds the keeper takes the notes, writes one batch and
-merges the counter totals the store answers with. A shared store (Redis) also gets a heartbeat with this
-proxy's in-flight counts, answered with the other proxies', and sends the others' news (a cooldown, a binding)
-as it happens. When the store cannot be reached the notes wait (bounded: one per account and binding), the
-proxy carries on with its own view, one line says so, and the keeper tries again with backoff; once back it
-sends what waited, then merges what the store learnt meanwhile.
+`Sessions.changed`, `Ledger.changed`); every FLUSH_EVERY seconds the keeper writes new cooldowns and bindings, and
+once a second everything else too (counters, facts), in one batch, and merges the counter totals the store
+answers with. A shared store (Redis) also gets a heartbeat with this proxy's in-flight counts, answered with the
+other proxies', and sends the others' news (a cooldown, a binding) as it happens. When the store cannot be
+reached the notes wait (bounded: one per account and binding), the proxy carries on with its own view, one line
+says so, and the keeper tries again with backoff; once back it sends what waited, then merges what the store
+learnt meanwhile.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from .store import Batch, Loaded, News, StoreDown, StoreError
 
 log = logging.getLogger(LOGGER_NAME)
 
-FLUSH_EVERY = 0.1  # seconds between batches: a cooldown reaches the store (and the other proxies) this soon
+FLUSH_EVERY = 0.1  # seconds between batches: a cooldown or a binding reaches the store (and the others) this soon
+COUNTS_EVERY = 10  # flushes: counters and facts, which are in no hurry, go once a second (one write, not ten)
 HEARTBEAT_EVERY = 5  # flushes: a shared store hears this proxy's in-flight counts every half second
 CONNECT_TIMEOUT = 3.0  # seconds the start-up waits for the store before it starts without it
 MAX_BACKOFF = 5.0  # seconds between attempts to reach a store that went away
@@ -84,6 +86,7 @@ class StateKeeper:
         self._pull: set[str] = set()  # owners whose totals another proxy raised: read them at the next write
         self._resend: set[str] = set()  # accounts (and POOL) written again in full after an outage
         self._resend_users: set[str] = set()
+        self._deferred: set[str] = set()  # accounts whose counters and facts wait for the next full batch
         self._restored = False
         self.restored = "nothing restored yet"  # what the first load brought back, for the start-up line
         self._down_since: float | None = None
@@ -160,7 +163,7 @@ class StateKeeper:
                     await self._reconnect()
                 continue
             try:
-                await self.flush()
+                await self.flush(everything=flushes % COUNTS_EVERY == 0)
                 flushes += 1
                 if self.store.shared and flushes % HEARTBEAT_EVERY == 0:
                     await self._heartbeat()
@@ -227,17 +230,19 @@ class StateKeeper:
 
     # -- writing ------------------------------------------------------------------------------------
 
-    async def flush(self) -> None:
-        """Write what changed since the last batch (or the batch whose answer never came)."""
-        batch = self._unsent or self._next_batch()
+    async def flush(self, everything: bool = True) -> None:
+        """Write what changed since the last batch (or the batch whose answer never came); unless `everything`,
+        only new cooldowns and bindings (and the accounts that have new cooldowns)."""
+        batch = self._unsent or self._next_batch(everything)
         if batch:
             await self._write(batch)
 
-    def _next_batch(self) -> Batch:
+    def _next_batch(self, everything: bool = True) -> Batch:
         clock, pool = self.clock, self.pool
         batch = Batch(uuid.uuid4().hex, cooldowns=self._exact)
         self._exact = []
-        for name in pool.take_kept() | self._resend:
+        names, self._deferred = pool.take_kept() | self._resend | self._deferred, set()
+        for name in names:
             if name == POOL:
                 held = pool.held
                 if held is not None and held.until > clock.now():
@@ -247,22 +252,30 @@ class StateKeeper:
             account = pool.accounts.get(name)
             if account is None:
                 continue
-            for cooled in cooldowns_of(account, clock):
-                known = self._cooled.get((cooled.owner, cooled.model))
-                if known is None or cooled.until > known.until + 0.01:
-                    batch.cooldowns.append(cooled)  # the store may not have it yet
+            new = [
+                cooled  # the store may not have it yet
+                for cooled in cooldowns_of(account, clock)
+                if (known := self._cooled.get((cooled.owner, cooled.model))) is None
+                or cooled.until > known.until + 0.01
+            ]
+            if not (everything or new):
+                self._deferred.add(name)
+                continue
+            batch.cooldowns += new
             batch.facts[name] = facts_of(account, clock)
             owner = account_owner(name)
             batch.counters[owner] = grown(account_counters(account), self._seen.get(owner, {}))
         self._resend = set()
+        batch.affinity = {k: (a, to_wall(clock, t)) for k, (a, t) in self.affinity.take_changed().items()}
+        batch.sessions = {k: (a, to_wall(clock, t)) for k, (a, t) in self.sessions.take_changed().items()}
+        if not everything:
+            return batch
         for user in self.ledger.take_changed() | self._resend_users:
             owner = user_owner(user)
             batch.counters[owner] = grown(user_counters(self.ledger.user(user)), self._seen.get(owner, {}))
         for owner in self._pull:
             batch.counters.setdefault(owner, {})
         self._pull, self._resend_users = set(), set()
-        batch.affinity = {k: (a, to_wall(clock, t)) for k, (a, t) in self.affinity.take_changed().items()}
-        batch.sessions = {k: (a, to_wall(clock, t)) for k, (a, t) in self.sessions.take_changed().items()}
         return batch
 
     async def _write(self, batch: Batch) -> None:
