@@ -187,11 +187,10 @@ class TokenKeeper:
         it (pool_share_tokens); else exchanged here, and shared."""
         share = self.share
         credential = fingerprint(config) if share is not None else ""
-        if share is not None:
-            held = self._pace_of(account.name).token
-            if (found := await self._shared(share, account.name, credential, held)) is not None:
-                token = Exchanged(found.token, 0.0, 0.0, found.api_endpoint, found.proxy_endpoint, found.sku)
-                return token, found.lifetime, found.lifetime - found.refresh_lead, True
+        held = self._pace_of(account.name).token
+        if share is not None and (found := await self._shared(share, account.name, credential, held)) is not None:
+            token = Exchanged(found.token, 0.0, 0.0, found.api_endpoint, found.proxy_endpoint, found.sku)
+            return token, found.lifetime, found.lifetime - found.refresh_lead, True
         async with self._slots:
             exchanged = await self.exchange(config)
         lifetime, refresh_after = token_lifetime(exchanged, self.clock.wall())
