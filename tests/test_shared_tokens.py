@@ -72,15 +72,18 @@ async def settle():
         await asyncio.sleep(0.01)
 
 
+async def one_after_the_other(clock, share):
+    """Proxies A and B on one share, each with alice: B starts once A holds its token."""
+    a, b = proxy(clock, share, "alice"), proxy(clock, share, "alice")
+    for service, _ in (a, b):
+        service.start()
+        await settle()
+    return a, b
+
+
 async def test_the_second_proxy_takes_the_token_the_first_exchanged():
     clock = FakeClock()
-    share = MemoryShare(clock)
-    a, exchange_a = proxy(clock, share, "alice")
-    b, exchange_b = proxy(clock, share, "alice")
-    a.start()
-    await settle()
-    b.start()
-    await settle()
+    (a, exchange_a), (b, exchange_b) = await one_after_the_other(clock, MemoryShare(clock))
     token_a, token_b = a.pool.accounts["alice"].token, b.pool.accounts["alice"].token
     assert (exchange_a.calls, exchange_b.calls) == (1, 0)
     assert token_b.value == token_a.value and b.pool.accounts["alice"].base_state is State.ACTIVE
@@ -106,13 +109,7 @@ async def test_proxies_starting_together_wait_for_the_one_that_claimed_the_excha
 
 async def test_a_refused_token_is_replaced_once_and_the_others_take_the_replacement():
     clock = FakeClock()
-    share = MemoryShare(clock)
-    a, exchange_a = proxy(clock, share, "alice")
-    b, exchange_b = proxy(clock, share, "alice")
-    a.start()
-    await settle()
-    b.start()
-    await settle()
+    (a, exchange_a), (b, exchange_b) = await one_after_the_other(clock, MemoryShare(clock))
     old = a.pool.accounts["alice"].token.value
     clock.advance(120)  # past the backoff step that guards a young token
     assert await a.refresh("alice", invalidate=True, reason="401")  # A's copy was refused: the shared one is old
