@@ -7,9 +7,9 @@ first, and an entry idle longer than the TTL is forgotten.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 
+from .bindings import Bindings
 from .clock import Clock
 
 CONVERSATION_HEADERS = ("x-interaction-id", "vscode-sessionid")
@@ -25,16 +25,12 @@ def conversation_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-class Affinity:
-    def __init__(self, clock: Clock, ttl: float, max_entries: int = MAX_ENTRIES) -> None:
-        self.clock = clock
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()  # key -> (account name, last seen)
-        self.changed: set[str] = set()  # keys put since the state store last took them
+class Affinity(Bindings):
+    """Conversation key -> (account name, last seen)."""
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    def __init__(self, clock: Clock, ttl: float, max_entries: int = MAX_ENTRIES) -> None:
+        super().__init__(clock, max_entries)
+        self.ttl = ttl
 
     def get(self, key: str | None) -> str | None:
         if key is None or self.ttl <= 0:
@@ -52,15 +48,6 @@ class Affinity:
             return
         self._put(key, account, self.clock.now())
         self.changed.add(key)
-
-    def take_changed(self) -> dict[str, tuple[str, float]]:
-        """The conversations bound or seen since the last call: key -> (account, last seen)."""
-        changed, self.changed = self.changed, set()
-        return {key: self._entries[key] for key in changed if key in self._entries}
-
-    def note_all(self) -> None:
-        """Every binding counts as changed: a store that lost them gets them all again."""
-        self.changed.update(self._entries)
 
     def merge(self, key: str, account: str, seen: float) -> None:
         """A binding kept before a restart or made through another proxy (`seen` on this pool's clock): the

@@ -9,8 +9,8 @@ digests, never as values; bounded, and each is forgotten when it expires.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 
+from .bindings import Bindings
 from .clock import Clock
 from .parse import finite_float, json_object
 
@@ -35,15 +35,11 @@ def minted(body: bytes | None) -> tuple[str, float | None] | None:
     return token, finite_float(data.get("expires_at"))
 
 
-class Sessions:
-    def __init__(self, clock: Clock, max_entries: int = MAX_ENTRIES) -> None:
-        self.clock = clock
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()  # digest -> (account, expires, pool clock)
-        self.changed: set[str] = set()  # digests bound since the state store last took them
+class Sessions(Bindings):
+    """Session token digest -> (account name, expiry on the pool clock)."""
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    def __init__(self, clock: Clock, max_entries: int = MAX_ENTRIES) -> None:
+        super().__init__(clock, max_entries)
 
     def bind(self, token: str, account: str, expires_at: float | None) -> None:
         """The account minted `token`, valid until `expires_at` (epoch seconds; None: an hour)."""
@@ -52,15 +48,6 @@ class Sessions:
         key = digest(token)
         self._put(key, account, now + min(max(ttl, 1.0), MAX_TTL))
         self.changed.add(key)
-
-    def take_changed(self) -> dict[str, tuple[str, float]]:
-        """Sessions minted since the last call: digest -> (account, expires on the pool clock)."""
-        changed, self.changed = self.changed, set()
-        return {key: self._entries[key] for key in changed if key in self._entries}
-
-    def note_all(self) -> None:
-        """Every session counts as changed: a store that lost them gets them all again."""
-        self.changed.update(self._entries)
 
     def merge(self, key: str, account: str, expires: float) -> None:
         """A session minted before a restart or through another proxy (its digest; `expires` on this pool's clock)."""
