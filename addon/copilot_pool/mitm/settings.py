@@ -137,7 +137,7 @@ def read(options) -> Settings:
         state.check(settings.state)
     except ValueError as e:
         raise exceptions.OptionsError(f"{PREFIX}state: {e}") from None
-    if settings.share_tokens and not settings.state.startswith(("redis://", "rediss://")):
+    if settings.share_tokens and not state.is_shared(settings.state):
         raise exceptions.OptionsError(
             f"{PREFIX}share_tokens: tokens are shared only through Redis; set pool_state=redis://HOST:PORT/DB "
             f"(pool_state is {settings.state!r})"

@@ -83,7 +83,7 @@ class PoolService:
     def share_tokens(self, on: bool) -> None:
         """pool_share_tokens: exchange Copilot tokens once for every proxy sharing the store (Redis only)."""
         store = self.state.store
-        self.keeper.share = store if on and hasattr(store, "shared_token") else None
+        self.keeper.share = store if on and store.shared else None
         self.state.tokens_shared = self.keeper.share is not None
 
     async def open_state(self) -> bool:

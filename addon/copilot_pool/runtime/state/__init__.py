@@ -25,6 +25,11 @@ def proxy_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def is_shared(value: str) -> bool:
+    """Whether `value` names a store several proxies share (Redis): only those share heartbeats and tokens."""
+    return value.startswith(("redis://", "rediss://"))
+
+
 def check(value: str) -> None:
     """Raise ValueError, saying what is wrong, unless `value` names a store."""
     if value in ("memory", "sqlite"):
@@ -33,7 +38,7 @@ def check(value: str) -> None:
         if not value.removeprefix("sqlite:").strip():
             raise ValueError("sqlite: needs a path (sqlite:/path/to/state.sqlite3), or just `sqlite` for the default")
         return
-    if value.startswith(("redis://", "rediss://")):
+    if is_shared(value):
         check_url(value)
         return
     raise ValueError(f"expected sqlite, sqlite:PATH, redis://HOST:PORT/DB, rediss://... or memory; got {value!r}")
@@ -43,7 +48,7 @@ def open_store(value: str) -> MemoryStore | RedisStore | SqliteStore:
     """The store `value` names (checked by `check`); nothing is opened yet."""
     if value == "memory":
         return MemoryStore()
-    if value.startswith(("redis://", "rediss://")):
+    if is_shared(value):
         return RedisStore(value, proxy_id())
     path = default_path() if value == "sqlite" else Path(value.removeprefix("sqlite:")).expanduser()
     return SqliteStore(path)
